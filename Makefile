@@ -1,0 +1,56 @@
+# cellbook: the two commands a new user needs.
+#   make book   - set up, execute every notebook (papermill, PROFILE=quick) and build book/_build/html
+#   make test   - set up and run the tests (the browser test too, once the book is built)
+# Options: make book PROFILE=full DEVICE=cuda   |   make book NOTEBOOKS=part1   |   PYTHON=python3.11
+
+PYTHON   ?= python3
+VENV     ?= .venv
+PROFILE  ?= quick
+DEVICE   ?= auto
+NOTEBOOKS ?= all
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.cellbook-installed
+
+# Real data: CELLBOOK_DATA if set, else ../shared/data when it exists (a local data folder).
+ifeq ($(origin CELLBOOK_DATA), undefined)
+  ifneq ($(wildcard ../shared/data/README.md),)
+    export CELLBOOK_DATA := $(abspath ../shared/data)
+  endif
+endif
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: book notebooks html test test-fast clean install bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: an open requirement would pull several GB of CUDA packages
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[book,test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cellbook)" >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+notebooks: $(STAMP)
+	$(VENV)/bin/cellbook run $(NOTEBOOKS) --profile $(PROFILE) --device $(DEVICE)
+
+html: $(STAMP)
+	$(PY) -m cellbook.book
+	$(VENV)/bin/jupyter-book build . --path-output book --keep-going
+
+book: notebooks html
+	@echo "Book: $(abspath book/_build/html/index.html)"
+
+test: $(STAMP)
+	$(PY) -m pytest -ra
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -ra -m "not notebook and not browser"
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_part1.py
+
+clean:
+	rm -rf book/_build _build

@@ -1,0 +1,18 @@
+"""cellbook: deep learning for cell identity, three papers re-implemented and checked.
+
+The handful of names notebooks use::
+
+    import cellbook as cb
+    cb.seed_everything(0); dev = cb.resolve_device("auto")
+    adata = cb.datasets.load_scrna("vangalen2019")
+    trainer = cb.Trainer(model, max_epochs=10).fit(X, y)
+    cb.metrics.classification(y_true, y_pred)
+    rec = cb.Recorder(profile=profile, device=device, seed=seed); ...; rec.save()
+"""
+from . import baselines, datasets, metrics, plots, preprocess, results  # noqa: F401
+from .preprocess import scrna as _scrna  # noqa: F401
+from .config import profile_parameters, resolve_device, seed_everything  # noqa: F401
+from .results import Recorder  # noqa: F401
+from .train import Trainer, count_parameters  # noqa: F401
+
+__version__ = "0.1.0"

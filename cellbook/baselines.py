@@ -1,0 +1,116 @@
+"""Simple, strong baselines that stand beside every deep model (scikit-learn estimators).
+
+- :class:`HVGLogisticRegression` -- CellTypist-style: log-normalise, highly variable genes
+  (chosen on the training cells), scale, multinomial logistic regression.
+- :class:`PCAKNN` -- log-normalise, HVG, scale, PCA, k-nearest neighbours.
+- :func:`reconstruction_mse` -- PCA / NMF / kernel-PCA reconstruction error at a given dimension.
+
+Each classifier has ``fit(X, y)``, ``predict(X)``, ``predict_proba(X)`` and ``classes_``;
+``X`` is cells x genes raw counts (dense or sparse) unless ``counts=False``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+
+from .preprocess.scrna import highly_variable, log_normalize
+
+
+class _ExpressionClassifier(BaseEstimator, ClassifierMixin):
+    def _features_fit(self, X):
+        Xl = log_normalize(X) if self.counts else (sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X, np.float32))
+        self.genes_ = highly_variable(Xl, self.n_top_genes) if self.n_top_genes else np.arange(X.shape[1])
+        Z = Xl[:, self.genes_]
+        Z = Z.toarray() if sp.issparse(Z) else np.asarray(Z)
+        self.mean_, sd = Z.mean(axis=0), Z.std(axis=0)
+        self.scale_ = np.where(sd > 0, sd, 1.0)
+        return np.clip((Z - self.mean_) / self.scale_, -10, 10)
+
+    def _features(self, X):
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} genes; the model was fitted on {self.n_features_in_}")
+        Xl = log_normalize(X) if self.counts else X
+        Z = Xl[:, self.genes_]
+        Z = Z.toarray() if sp.issparse(Z) else np.asarray(Z)
+        return np.clip((Z - self.mean_) / self.scale_, -10, 10)
+
+    def fit(self, X, y):
+        y = np.asarray(y)
+        if len(np.unique(y)) < 2:
+            raise ValueError("need at least 2 classes")
+        self.n_features_in_ = X.shape[1]
+        Z = self._features_fit(X)
+        self.model_ = self._make().fit(self._embed_fit(Z), y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def _embed_fit(self, Z):
+        return Z
+
+    def _embed(self, Z):
+        return Z
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(self._embed(self._features(X)))
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+
+class HVGLogisticRegression(_ExpressionClassifier):
+    """Logistic regression on scaled log-normalised highly variable genes (CellTypist-style)."""
+
+    def __init__(self, n_top_genes: int = 2000, C: float = 0.1, max_iter: int = 500, counts: bool = True,
+                 seed: int = 0):
+        self.n_top_genes, self.C, self.max_iter, self.counts, self.seed = n_top_genes, C, max_iter, counts, seed
+
+    def _make(self):
+        return LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
+
+
+class PCAKNN(_ExpressionClassifier):
+    """k-nearest neighbours on the first ``n_pcs`` principal components of scaled HVG expression."""
+
+    def __init__(self, n_top_genes: int = 2000, n_pcs: int = 50, k: int = 15, counts: bool = True, seed: int = 0):
+        self.n_top_genes, self.n_pcs, self.k, self.counts, self.seed = n_top_genes, n_pcs, k, counts, seed
+
+    def _make(self):
+        return KNeighborsClassifier(n_neighbors=self.k, weights="distance")
+
+    def _embed_fit(self, Z):
+        self.pca_ = PCA(n_components=min(self.n_pcs, *Z.shape), random_state=self.seed).fit(Z)
+        return self.pca_.transform(Z)
+
+    def _embed(self, Z):
+        return self.pca_.transform(Z)
+
+
+def reconstruction_mse(method: str, X_train, X_test, n_components: int = 30, seed: int = 0) -> float:
+    """Test-set reconstruction MSE of a linear/kernel decomposition fitted on ``X_train``.
+
+    ``method``: ``"pca"``, ``"nmf"`` (needs non-negative data), ``"kpca_poly"``, ``"kpca_cosine"``,
+    ``"kpca_rbf"`` (kernel PCA with ``fit_inverse_transform=True``).  Shapes: samples x genes.
+    """
+    from sklearn.decomposition import NMF, KernelPCA
+
+    Xtr, Xte = np.asarray(X_train, dtype=np.float64), np.asarray(X_test, dtype=np.float64)
+    if method == "pca":
+        model = PCA(n_components=n_components, random_state=seed)
+    elif method == "nmf":
+        if (Xtr < 0).any() or (Xte < 0).any():
+            raise ValueError("NMF needs non-negative data")
+        model = NMF(n_components=n_components, init="nndsvda", max_iter=500, random_state=seed)
+    elif method.startswith("kpca_"):
+        kernel = method.split("_", 1)[1]
+        if kernel not in ("poly", "cosine", "rbf"):
+            raise ValueError(f"unknown kernel {kernel!r}; valid: poly, cosine, rbf")
+        model = KernelPCA(n_components=n_components, kernel=kernel, fit_inverse_transform=True, random_state=seed)
+    else:
+        raise ValueError(f"unknown method {method!r}; valid: pca, nmf, kpca_poly, kpca_cosine, kpca_rbf")
+    model.fit(Xtr)
+    rec = model.inverse_transform(model.transform(Xte))
+    return float(np.mean((rec - Xte) ** 2))

@@ -1,0 +1,81 @@
+"""Profiles, device selection and seeding: the three knobs every notebook shares.
+
+Profiles live in one YAML file, ``cellbook/profiles.yaml``.  A profile maps a
+notebook (its path under ``notebooks/`` without ``.ipynb``) to the parameter
+values that notebook runs with; ``defaults`` apply to every notebook that has a
+parameter of that name.
+"""
+from __future__ import annotations
+
+import os
+import random
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+PROFILES_FILE = Path(__file__).with_name("profiles.yaml")
+
+
+@lru_cache(maxsize=None)
+def _load_profiles(path: str) -> dict:
+    with open(path) as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of profile names")
+    return data
+
+
+def profile_names(path: Path | str = PROFILES_FILE) -> list[str]:
+    """Names of the profiles defined in the profiles file."""
+    return sorted(_load_profiles(str(path)))
+
+
+def profile_parameters(profile: str, notebook: str, path: Path | str = PROFILES_FILE) -> dict:
+    """Parameters ``profile`` sets for ``notebook`` (e.g. ``"part1/01_data"``).
+
+    Raises ``ValueError`` naming the valid profiles when ``profile`` is unknown.
+    """
+    profiles = _load_profiles(str(path))
+    if profile not in profiles:
+        raise ValueError(
+            f"unknown profile {profile!r}; valid profiles: {', '.join(sorted(profiles))}"
+        )
+    spec = profiles[profile] or {}
+    params = dict(spec.get("defaults") or {})
+    params.update((spec.get("notebooks") or {}).get(notebook) or {})
+    return params
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` when a CUDA device is visible, else ``"cpu"``.
+
+    Asking for ``"cuda"`` on a machine without one is an error, not a silent CPU run.
+    """
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("device='cuda' was asked for but no CUDA device is available; use 'auto' or 'cpu'")
+        return device
+    if device == "cpu":
+        return "cpu"
+    raise ValueError(f"unknown device {device!r}; valid: auto, cpu, cuda")
+
+
+def seed_everything(seed: int = 0) -> int:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA); returns the seed."""
+    import torch
+
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    return seed

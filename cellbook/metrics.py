@@ -1,0 +1,173 @@
+"""Every figure of merit in the book, in one module (scikit-learn underneath).
+
+- :func:`classification` -- accuracy, precision/recall/F1 micro, macro and weighted.
+- :func:`per_class` / :func:`confusion` -- per-type tables (for heatmaps).
+- :func:`screening` -- binary screening figures: AUC, F1, accuracy, sensitivity,
+  specificity, PPV, NPV (accuracy is (TP + TN) / all, not the paper's (TP + TN) / TP).
+- :func:`roc` -- ROC curve points.
+- :func:`summarize` -- mean, SD, SE and n over repeats (seeds, folds).
+- :func:`ttest` / :func:`chi_square` -- the tests the papers report.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+
+def _labels(y_true, y_pred, labels=None):
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has shape {y_true.shape} but y_pred has {y_pred.shape}")
+    if y_true.size == 0:
+        raise ValueError("no samples to score")
+    if labels is None:
+        labels = np.unique(np.concatenate([y_true, y_pred]))
+    return y_true, y_pred, np.asarray(labels)
+
+
+def classification(y_true, y_pred, labels=None) -> dict:
+    """Single-label classification figures.
+
+    Micro-averaged precision, recall and F1 all equal accuracy when every sample has
+    exactly one true and one predicted label (each error is one false positive and one
+    false negative), so macro (every class equal) and weighted (by support) are given too.
+    """
+    y_true, y_pred, labels = _labels(y_true, y_pred, labels)
+    out = {"accuracy": skm.accuracy_score(y_true, y_pred), "n": int(y_true.size)}
+    for avg in ("micro", "macro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, average=avg, zero_division=0)
+        out.update({f"precision_{avg}": p, f"recall_{avg}": r, f"f1_{avg}": f})
+    out["balanced_accuracy"] = skm.balanced_accuracy_score(y_true, y_pred)
+    return {k: float(v) if k != "n" else v for k, v in out.items()}
+
+
+def per_class(y_true, y_pred, labels=None) -> pd.DataFrame:
+    """One row per class: precision, recall (= per-class accuracy), F1, support."""
+    y_true, y_pred, labels = _labels(y_true, y_pred, labels)
+    p, r, f, s = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=0)
+    return pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": s},
+                        index=pd.Index(labels, name="class"))
+
+
+def confusion(y_true, y_pred, labels=None, normalize: str | None = "true") -> pd.DataFrame:
+    """Confusion matrix as a DataFrame (rows: true, columns: predicted).
+
+    ``normalize="true"`` makes each row sum to 1 (row = per-type accuracy on the diagonal).
+    """
+    y_true, y_pred, labels = _labels(y_true, y_pred, labels)
+    cm = skm.confusion_matrix(y_true, y_pred, labels=labels, normalize=normalize)
+    return pd.DataFrame(cm, index=pd.Index(labels, name="true"), columns=pd.Index(labels, name="predicted"))
+
+
+def hardest_pairs(y_true, y_pred, labels=None, top: int = 5) -> pd.DataFrame:
+    """The most frequent (true -> predicted) confusions, as counts and as share of the true class."""
+    cm = confusion(y_true, y_pred, labels, normalize=None)
+    rows = []
+    for t in cm.index:
+        for p in cm.columns:
+            if t != p and cm.loc[t, p] > 0:
+                rows.append({"true": t, "predicted": p, "count": int(cm.loc[t, p]),
+                             "share_of_true": cm.loc[t, p] / cm.loc[t].sum()})
+    df = pd.DataFrame(rows, columns=["true", "predicted", "count", "share_of_true"])
+    return df.sort_values(["count", "share_of_true"], ascending=False).head(top).reset_index(drop=True)
+
+
+def screening(y_true, y_score, threshold: float = 0.5, positive=1) -> dict:
+    """Binary screening figures from scores (probability of the positive class).
+
+    Returns AUC, F1, accuracy ((TP + TN) / all), sensitivity (TP / (TP + FN)),
+    specificity (TN / (TN + FP)), PPV (TP / (TP + FP)), NPV (TN / (TN + FN)) and the counts.
+    """
+    y_true = np.asarray(y_true) == positive
+    y_score = np.asarray(y_score, dtype=float)
+    if y_true.shape != y_score.shape:
+        raise ValueError(f"y_true has shape {y_true.shape} but y_score has {y_score.shape}")
+    if y_true.all() or not y_true.any():
+        raise ValueError("screening needs both positive and negative samples")
+    pred = y_score >= threshold
+    tp, tn = int(np.sum(pred & y_true)), int(np.sum(~pred & ~y_true))
+    fp, fn = int(np.sum(pred & ~y_true)), int(np.sum(~pred & y_true))
+
+    def ratio(a, b):
+        return float(a / b) if b else float("nan")
+
+    return {
+        "auc": float(skm.roc_auc_score(y_true, y_score)),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "accuracy": ratio(tp + tn, tp + tn + fp + fn),
+        "sensitivity": ratio(tp, tp + fn),
+        "specificity": ratio(tn, tn + fp),
+        "ppv": ratio(tp, tp + fp),
+        "npv": ratio(tn, tn + fn),
+        "tp": tp, "tn": tn, "fp": fp, "fn": fn,
+    }
+
+
+def roc(y_true, y_score, positive=1) -> pd.DataFrame:
+    """ROC curve points: columns ``fpr``, ``tpr``, ``threshold``."""
+    fpr, tpr, thr = skm.roc_curve(np.asarray(y_true) == positive, np.asarray(y_score, dtype=float))
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thr})
+
+
+def summarize(records: Iterable[Mapping] | pd.DataFrame, by: str | list[str] | None = None,
+              metrics: list[str] | None = None) -> pd.DataFrame:
+    """Mean, SD (ddof=1), SE and n of numeric columns over repeats.
+
+    ``records`` is one row per repeat (e.g. per seed); ``by`` groups rows (e.g. ``"model"``).
+    Returns a frame with columns ``<metric>_mean``, ``<metric>_sd``, ``<metric>_se`` and ``n``.
+    """
+    df = pd.DataFrame(list(records)) if not isinstance(records, pd.DataFrame) else records.copy()
+    if df.empty:
+        raise ValueError("no records to summarise")
+    keys = [by] if isinstance(by, str) else list(by or [])
+    metrics = metrics or [c for c in df.columns if c not in keys and pd.api.types.is_numeric_dtype(df[c])]
+    groups = df.groupby(keys, sort=False) if keys else [((), df)]
+    rows = []
+    for key, g in groups:
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        n = len(g)
+        for m in metrics:
+            vals = g[m].astype(float)
+            sd = float(vals.std(ddof=1)) if n > 1 else float("nan")
+            row.update({f"{m}_mean": float(vals.mean()), f"{m}_sd": sd,
+                        f"{m}_se": sd / np.sqrt(n) if n > 1 else float("nan")})
+        row["n"] = n
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def mean_sd(values) -> str:
+    """``"0.912 ± 0.004"`` for a list of repeats (SD with ddof=1)."""
+    v = np.asarray(list(values), dtype=float)
+    sd = v.std(ddof=1) if v.size > 1 else float("nan")
+    return f"{v.mean():.3f} ± {sd:.3f}" if v.size > 1 else f"{v.mean():.3f}"
+
+
+def ttest(a, b, paired: bool = False) -> dict:
+    """Two-sided t-test (Welch's when unpaired): statistic, p-value, means."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.size < 2 or b.size < 2:
+        raise ValueError("a t-test needs at least two values per group")
+    res = stats.ttest_rel(a, b) if paired else stats.ttest_ind(a, b, equal_var=False)
+    return {"statistic": float(res.statistic), "p_value": float(res.pvalue),
+            "mean_a": float(a.mean()), "mean_b": float(b.mean())}
+
+
+def chi_square(y_true, pred_a, pred_b) -> dict:
+    """Chi-square test on the 2 x 2 table of correct / wrong counts of two classifiers."""
+    from scipy import stats
+
+    y_true = np.asarray(y_true)
+    ca, cb = np.asarray(pred_a) == y_true, np.asarray(pred_b) == y_true
+    table = np.array([[ca.sum(), (~ca).sum()], [cb.sum(), (~cb).sum()]])
+    if (table.sum(axis=0) == 0).any():
+        return {"statistic": 0.0, "p_value": 1.0, "table": table.tolist()}
+    chi2, p, _, _ = stats.chi2_contingency(table)
+    return {"statistic": float(chi2), "p_value": float(p), "table": table.tolist()}

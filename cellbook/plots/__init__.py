@@ -1,0 +1,160 @@
+"""Figures: one function per figure kind, one consistent style.
+
+Generic figures live here; part-specific ones in ``plots/scrna.py``, ``plots/imaging.py``
+and ``plots/codes.py``.  Every function returns the matplotlib Figure.
+"""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg") if not matplotlib.get_backend().lower().startswith(("module://matplotlib_inline", "inline")) else None
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+PALETTE = "colorblind"      # categorical (Okabe-Ito-like), colour-blind safe
+SEQUENTIAL = "viridis"      # heatmaps, perceptually uniform
+
+
+def set_style(context: str = "notebook") -> None:
+    """The book's one style: seaborn whitegrid, colour-blind palette, readable labels."""
+    sns.set_theme(context=context, style="whitegrid", palette=PALETTE,
+                  rc={"figure.dpi": 110, "savefig.dpi": 150, "axes.titleweight": "bold",
+                      "axes.titlesize": 12, "axes.labelsize": 11, "legend.frameon": False})
+
+
+def heatmap(df: pd.DataFrame, title: str = "", fmt: str = ".2f", cmap: str = SEQUENTIAL, annot: bool | None = None,
+            vmin=None, vmax=None, cbar_label: str = "", ax=None, mark: tuple | None = None):
+    """A labelled heatmap of a DataFrame (e.g. a row-normalised confusion matrix).
+
+    ``mark=(row_label, col_label)`` outlines one cell (e.g. the best grid point).
+    """
+    annot = (df.size <= 400) if annot is None else annot
+    if ax is None:
+        w = max(4.5, 0.5 * df.shape[1] + 2.5)
+        h = max(3.5, 0.42 * df.shape[0] + 1.5)
+        fig, ax = plt.subplots(figsize=(w, h))
+    else:
+        fig = ax.figure
+    sns.heatmap(df, annot=annot, fmt=fmt, cmap=cmap, vmin=vmin, vmax=vmax, ax=ax, square=False,
+                cbar_kws={"label": cbar_label} if cbar_label else None, annot_kws={"size": 8})
+    if mark is not None:
+        r, c = list(df.index).index(mark[0]), list(df.columns).index(mark[1])
+        ax.add_patch(plt.Rectangle((c, r), 1, 1, fill=False, edgecolor="red", lw=2.5))
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmap(cm: pd.DataFrame, title: str = "Confusion (rows sum to 1)", ax=None):
+    """Row-normalised confusion matrix: the diagonal is per-class accuracy."""
+    return heatmap(cm, title=title, vmin=0, vmax=1, cbar_label="share of true class", ax=ax)
+
+
+def bar_with_error(df: pd.DataFrame, x: str, y: str, err: str | None = None, hue: str | None = None,
+                   title: str = "", ylabel: str = "", ax=None, reference: dict | None = None, horizontal=False):
+    """Bars of means with SD error bars; ``reference={label: value}`` draws dashed paper values."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(5, 0.55 * len(df) + 2), 4) if not horizontal
+                               else (6, max(3, 0.35 * len(df) + 1)))
+    else:
+        fig = ax.figure
+    if hue is None:
+        pos = np.arange(len(df))
+        colors = sns.color_palette(PALETTE, len(df))
+        if horizontal:
+            ax.barh(pos, df[y], xerr=df[err] if err else None, color=colors, capsize=3)
+            ax.set_yticks(pos, df[x])
+            ax.set_xlabel(ylabel or y)
+        else:
+            ax.bar(pos, df[y], yerr=df[err] if err else None, color=colors, capsize=3)
+            ax.set_xticks(pos, df[x], rotation=40, ha="right")
+            ax.set_ylabel(ylabel or y)
+    else:
+        sns.barplot(data=df, x=x, y=y, hue=hue, ax=ax, errorbar="sd")
+        ax.set_ylabel(ylabel or y)
+    for label, value in (reference or {}).items():
+        (ax.axvline if horizontal else ax.axhline)(value, ls="--", lw=1, color="0.3")
+        ax.annotate(label, xy=(value, 0) if horizontal else (0, value), xycoords=("data", "axes fraction")
+                    if horizontal else ("axes fraction", "data"), fontsize=8, color="0.3",
+                    xytext=(2, 2), textcoords="offset points")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def curves(df: pd.DataFrame, x: str, y: str, err: str | None = None, hue: str | None = None, title: str = "",
+           xlabel: str = "", ylabel: str = "", ax=None, logy: bool = False):
+    """Lines with error bands (mean ± err), one per ``hue`` level (learning curves, loss curves)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    else:
+        fig = ax.figure
+    groups = df.groupby(hue, sort=False) if hue else [(y, df)]
+    colors = sns.color_palette(PALETTE, len(groups) if hue else 1)
+    for color, (label, g) in zip(colors, groups):
+        g = g.sort_values(x)
+        ax.plot(g[x], g[y], marker="o", ms=3, label=str(label), color=color)
+        if err:
+            ax.fill_between(g[x], g[y] - g[err], g[y] + g[err], alpha=0.2, color=color)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title)
+    if hue:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def roc_curves(curves_by_name: dict, title: str = "ROC", ax=None):
+    """ROC curves on one axes: ``{label: DataFrame(fpr, tpr)}`` (from :func:`cellbook.metrics.roc`)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    else:
+        fig = ax.figure
+    for (label, df), color in zip(curves_by_name.items(), sns.color_palette(PALETTE, len(curves_by_name))):
+        ax.plot(df["fpr"], df["tpr"], label=label, color=color, lw=2)
+    ax.plot([0, 1], [0, 1], ls=":", color="0.5")
+    ax.set_xlabel("1 - specificity (FPR)")
+    ax.set_ylabel("sensitivity (TPR)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def counts_bar(series: pd.Series, title: str = "", xlabel: str = "cells", ax=None):
+    """Horizontal bars of counts per category, largest first (e.g. cells per type)."""
+    s = series.sort_values()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, max(3, 0.3 * len(s) + 1)))
+    else:
+        fig = ax.figure
+    ax.barh(s.index.astype(str), s.values, color=sns.color_palette(PALETTE)[0])
+    for i, v in enumerate(s.values):
+        ax.text(v, i, f" {v:,}", va="center", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def histograms(df: pd.DataFrame, columns: list[str], hue: str | None = None, log: bool = True, title: str = "",
+               bins: int = 40):
+    """One histogram per column side by side (e.g. library size, genes per cell)."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.6))
+    axes = np.atleast_1d(axes)
+    for ax, col in zip(axes, columns):
+        sns.histplot(data=df, x=col, hue=hue, bins=bins, log_scale=log, ax=ax, element="step",
+                     stat="count", common_norm=False, legend=ax is axes[-1])
+        ax.set_title(col)
+    if title:
+        fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+set_style()

@@ -1,0 +1,1 @@
+"""Preprocessing: one module per data family (scrna, bulk, imaging, spectral)."""

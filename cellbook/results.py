@@ -1,0 +1,200 @@
+"""Results JSON and provenance for each executed notebook.
+
+    rec = cellbook.results.Recorder(profile=profile, device=device, seed=seed)  # starts the clock
+    rec.data(info)                       # a DataInfo from cellbook.datasets (name, source, sha256, real)
+    rec["accuracy"] = 0.91               # a key figure (numbers, strings, small lists)
+    rec.table("table1", df)              # a small table
+    rec.save()                           # book/_build/results/<part>/<name>.json + provenance box
+
+Figures in prose are read back from the recorder (``rec["accuracy"]``) or, on another
+page, with :func:`load`, so every number in the book comes from the run that built it.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import os
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VERSION_PACKAGES = ("cellbook", "torch", "numpy", "scipy", "scikit-learn", "pandas", "anndata", "scanpy",
+                    "umap-learn", "opencv-python-headless", "papermill")
+
+
+def results_dir() -> Path:
+    """Where results JSON files go: ``$CELLBOOK_RESULTS`` or ``book/_build/results``."""
+    return Path(os.environ.get("CELLBOOK_RESULTS", REPO_ROOT / "book" / "_build" / "results"))
+
+
+def git_commit(root: Path = REPO_ROOT) -> str:
+    """The checkout's commit (``+dirty`` when tracked files differ), or ``"unknown"``."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha or "unknown") + ("+dirty" if sha and dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in VERSION_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return None if not np.isfinite(v) else v
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (pd.Timestamp, _dt.datetime)):
+        return value.isoformat()
+    return value
+
+
+class Recorder:
+    """Collects a notebook's key figures, tables and provenance, and writes them as JSON."""
+
+    def __init__(self, name: str | None = None, *, profile: str = "quick", device: str = "auto",
+                 seed: int | None = None, parameters: dict | None = None):
+        self.name = name or os.environ.get("CELLBOOK_NOTEBOOK") or "interactive"
+        self.figures: dict = {}
+        self.tables: dict = {}
+        self.datasets: list[dict] = []
+        self.profile, self.device, self.seed = profile, device, seed
+        self.parameters = dict(parameters or {})
+        self._t0 = time.perf_counter()
+        self.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+    # figures ---------------------------------------------------------------
+    def __setitem__(self, key: str, value):
+        self.figures[key] = _jsonable(value)
+
+    def __getitem__(self, key: str):
+        return self.figures[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.figures
+
+    def update(self, mapping: dict, prefix: str = ""):
+        for k, v in mapping.items():
+            self[f"{prefix}{k}"] = v
+
+    def table(self, key: str, df: pd.DataFrame, index: bool = True):
+        """Store a small table (records orientation)."""
+        frame = df.reset_index() if index and df.index.name is not None else df
+        self.tables[key] = _jsonable(frame.to_dict(orient="records"))
+
+    def headline(self, metric: str, ours, paper=None, note: str = "", part: str | None = None):
+        """A row for the book's results-summary page: our figure beside the paper's."""
+        self.figures.setdefault("headline", [])
+        self.figures["headline"] = [h for h in self.figures["headline"] if h["metric"] != metric] + [
+            _jsonable({"metric": metric, "ours": ours, "paper": paper, "note": note,
+                       "part": part or self.name.split("/")[0]})]
+
+    def data(self, info) -> None:
+        """Record a dataset's provenance (a :class:`cellbook.datasets.DataInfo` or dict)."""
+        entry = info.to_dict() if hasattr(info, "to_dict") else dict(info)
+        self.datasets = [d for d in self.datasets if d.get("name") != entry.get("name")] + [entry]
+
+    # output ----------------------------------------------------------------
+    def provenance(self) -> dict:
+        from .config import resolve_device
+        try:
+            device = resolve_device(self.device)
+        except ValueError:
+            device = self.device
+        return {
+            "commit": git_commit(),
+            "data": self.datasets,
+            "profile": self.profile,
+            "device": device,
+            "seed": self.seed,
+            "parameters": _jsonable(self.parameters),
+            "wall_s": round(time.perf_counter() - self._t0, 1),
+            "started_utc": self.started,
+            "versions": versions(),
+        }
+
+    def to_dict(self) -> dict:
+        return {"notebook": self.name, "figures": self.figures, "tables": self.tables,
+                "provenance": self.provenance()}
+
+    def save(self, display: bool = True) -> Path:
+        """Write ``<results_dir>/<name>.json``; show the provenance box in the notebook."""
+        payload = self.to_dict()
+        path = results_dir() / f"{self.name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2, default=str))
+        if display:
+            try:
+                from IPython.display import HTML, display as _display
+                _display(HTML(provenance_html(payload)))
+            except ImportError:  # pragma: no cover
+                pass
+        return path
+
+
+def provenance_html(payload: dict) -> str:
+    """The provenance box shown at the end of every executed page."""
+    prov = payload["provenance"]
+    rows = []
+    for d in prov.get("data") or []:
+        real = "real data" if d.get("real") else "SYNTHETIC stand-in"
+        sha = (d.get("sha256") or "")[:16]
+        rows.append(f"{html.escape(str(d.get('name')))} ({real}; {html.escape(str(d.get('path') or d.get('source', '')))}"
+                    f"{'; sha256 ' + sha + '…' if sha else ''})")
+    data = "<br>".join(rows) or "none"
+    v = prov.get("versions", {})
+    vers = ", ".join(f"{k} {v[k]}" for k in ("python", "torch", "scanpy", "scikit-learn") if k in v)
+    return (
+        '<div class="cellbook-provenance" style="border:1px solid #888;border-radius:6px;padding:0.6em 1em;'
+        'margin:1em 0;font-size:0.85em;background:rgba(127,127,127,0.08)">'
+        f"<strong>Provenance</strong> of <code>{html.escape(payload['notebook'])}</code><br>"
+        f"commit <code>{html.escape(str(prov['commit']))}</code> · profile <code>{html.escape(str(prov['profile']))}</code>"
+        f" · device <code>{html.escape(str(prov['device']))}</code> · seed <code>{prov.get('seed')}</code>"
+        f" · wall time {prov['wall_s']} s · run {html.escape(prov['started_utc'])}<br>"
+        f"data: {data}<br>versions: {html.escape(vers)}</div>"
+    )
+
+
+def load(name: str, directory: Path | None = None) -> dict:
+    """Read another notebook's results JSON (e.g. ``load("part1/03_results")``)."""
+    path = Path(directory or results_dir()) / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no results for {name!r} at {path}; run `cellbook run {name}` first")
+    return json.loads(path.read_text())
+
+
+def load_all(directory: Path | None = None) -> dict:
+    """Every results JSON under the results directory, keyed by notebook name."""
+    base = Path(directory or results_dir())
+    out = {}
+    for p in sorted(base.glob("**/*.json")):
+        if p.name.startswith("_"):
+            continue
+        out[str(p.relative_to(base).with_suffix("")).replace(os.sep, "/")] = json.loads(p.read_text())
+    return out

@@ -1,0 +1,298 @@
+"""One Trainer for every PyTorch model in the book.
+
+The Trainer knows nothing about any one model.  It takes inputs as a NumPy array,
+a torch tensor or a SciPy sparse matrix (rows are densified one minibatch at a
+time, never the whole matrix), and targets as class labels (classification),
+a float array (regression / reconstruction) or ``None`` (target = input, for
+autoencoders).  A custom ``loss(model, xb, yb) -> scalar tensor`` covers models
+with several outputs.
+
+    trainer = Trainer(model, max_epochs=30, batch_size=128, lr=5e-4,
+                      lr_step=200, lr_gamma=0.9, patience=5, seed=0)
+    trainer.fit(X_train, y_train)          # validation split carved from the training data
+    proba = trainer.predict_proba(X_test)  # (n_samples, n_classes)
+    trainer.history                        # pandas DataFrame, one row per epoch
+"""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from .config import resolve_device, seed_everything
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _n_rows(X) -> int:
+    return X.shape[0]
+
+
+def _rows(X, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of X as a dense float32 array (sparse rows densified per batch)."""
+    if sp.issparse(X):
+        return np.asarray(X[idx].toarray(), dtype=np.float32)
+    if isinstance(X, torch.Tensor):
+        return X[torch.as_tensor(idx)].float().numpy()
+    return np.asarray(X[idx], dtype=np.float32)
+
+
+def _check_inputs(X, y):
+    if X is None or not hasattr(X, "shape") or len(X.shape) < 2:
+        raise ValueError("X must be a 2-D (or image-shaped) array, tensor or sparse matrix with samples in rows")
+    if _n_rows(X) == 0:
+        raise ValueError("X has no rows")
+    data = X.data if sp.issparse(X) else (X.numpy() if isinstance(X, torch.Tensor) else np.asarray(X))
+    if np.issubdtype(np.asarray(data).dtype, np.number) and not np.all(np.isfinite(data)):
+        raise ValueError("X contains NaN or infinite values")
+    if y is not None and len(y) != _n_rows(X):
+        raise ValueError(f"X has {_n_rows(X)} rows but y has {len(y)} entries")
+
+
+class Trainer:
+    """Minibatch training with early stopping, LR schedule, progress bar and best-checkpoint restore.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps a batch ``(batch, ...)`` to outputs (logits for classification).
+    task : {"classification", "regression", "reconstruction"}
+        Chooses the default loss (cross-entropy, MSE, MSE against the input).
+    loss : callable, optional
+        ``loss(model, xb, yb) -> scalar tensor``; overrides ``task``'s loss.
+    max_epochs, batch_size, lr, weight_decay
+        The usual.  ``optimizer`` is ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9).
+    lr_step, lr_gamma
+        Multiply the learning rate by ``lr_gamma`` every ``lr_step`` optimiser steps
+        (iterations, not epochs); ``lr_step=None`` keeps it constant.
+    val_fraction, patience
+        Hold out this share of the training rows (stratified for classification) and stop
+        after ``patience`` epochs without a better validation loss; the best weights are
+        restored.  ``val_fraction=0`` trains for ``max_epochs`` on everything.
+    augment : callable, optional
+        Applied to each training batch tensor (e.g. input noise for a denoising autoencoder).
+    device : "auto" | "cpu" | "cuda"
+        Mixed precision (bfloat16 autocast) is used on CUDA only, when ``amp`` is true.
+    checkpoint : path, optional
+        Also save the best state dict there.
+    """
+
+    def __init__(self, model: nn.Module, *, task: str = "classification", loss: LossFn | None = None,
+                 max_epochs: int = 20, batch_size: int = 128, lr: float = 1e-3, optimizer: str = "adam",
+                 weight_decay: float = 0.0, lr_step: int | None = None, lr_gamma: float = 0.9,
+                 val_fraction: float = 0.1, patience: int | None = 5, augment: Callable | None = None,
+                 device: str = "auto", amp: bool = True, seed: int = 0, progress: bool = True,
+                 checkpoint: str | None = None, class_weight: np.ndarray | None = None,
+                 predict_batch_size: int = 1024):
+        if task not in ("classification", "regression", "reconstruction"):
+            raise ValueError(f"unknown task {task!r}; valid: classification, regression, reconstruction")
+        if optimizer not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"unknown optimizer {optimizer!r}; valid: adam, adamw, sgd")
+        if not 0 <= val_fraction < 1:
+            raise ValueError("val_fraction must be in [0, 1)")
+        if max_epochs < 1 or batch_size < 1:
+            raise ValueError("max_epochs and batch_size must be positive")
+        self.model, self.task, self.loss = model, task, loss
+        self.max_epochs, self.batch_size, self.lr = int(max_epochs), int(batch_size), float(lr)
+        self.optimizer, self.weight_decay = optimizer, float(weight_decay)
+        self.lr_step, self.lr_gamma = lr_step, float(lr_gamma)
+        self.val_fraction, self.patience, self.augment = float(val_fraction), patience, augment
+        self.device = resolve_device(device)
+        self.amp = bool(amp) and self.device.startswith("cuda")
+        self.seed, self.progress, self.checkpoint = int(seed), progress, checkpoint
+        self.class_weight = class_weight
+        self.predict_batch_size = int(predict_batch_size)
+        self.history = pd.DataFrame()
+        self.fit_seconds = 0.0
+        self.best_epoch = None
+        self.classes_ = None
+
+    # ------------------------------------------------------------------ helpers
+    def _targets(self, y):
+        if self.task == "classification":
+            y = np.asarray(y)
+            self.classes_, codes = np.unique(y, return_inverse=True)
+            if len(self.classes_) < 2:
+                raise ValueError(f"classification needs at least 2 classes; y has {len(self.classes_)}")
+            return codes.astype(np.int64)
+        if self.task == "regression":
+            return np.asarray(y, dtype=np.float32)
+        return None
+
+    def _batch(self, X, Y, idx):
+        xb = torch.from_numpy(_rows(X, idx)).to(self.device, non_blocking=True)
+        if Y is None:
+            yb = xb
+        elif sp.issparse(Y):
+            yb = torch.from_numpy(_rows(Y, idx)).to(self.device)
+        else:
+            yb = torch.as_tensor(Y[idx]).to(self.device)
+        return xb, yb
+
+    def _loss(self, xb, yb):
+        if self.loss is not None:
+            return self.loss(self.model, xb, yb)
+        out = self.model(xb)
+        if self.task == "classification":
+            weight = None if self.class_weight is None else torch.as_tensor(
+                self.class_weight, dtype=torch.float32, device=self.device)
+            return nn.functional.cross_entropy(out.float(), yb, weight=weight), out
+        return nn.functional.mse_loss(out.float(), yb.float()), out
+
+    def _split(self, n, y_codes):
+        rng = np.random.default_rng(self.seed)
+        if self.val_fraction == 0:
+            return rng.permutation(n), np.array([], dtype=int)
+        if self.task == "classification":
+            from sklearn.model_selection import train_test_split
+            counts = np.bincount(y_codes)
+            strat = y_codes if counts[counts > 0].min() >= 2 else None
+            tr, va = train_test_split(np.arange(n), test_size=self.val_fraction,
+                                      random_state=self.seed, stratify=strat)
+            return tr, va
+        perm = rng.permutation(n)
+        n_val = max(1, int(round(n * self.val_fraction)))
+        return perm[n_val:], perm[:n_val]
+
+    def _autocast(self):
+        if self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return torch.autocast(device_type="cpu", enabled=False)
+
+    # ---------------------------------------------------------------------- API
+    def fit(self, X, y=None, X_val=None, y_val=None) -> "Trainer":
+        """Train; ``X_val``/``y_val`` replace the internal validation split when given."""
+        from tqdm.auto import tqdm
+
+        _check_inputs(X, y)
+        if y is None and self.task != "reconstruction":
+            raise ValueError(f"task {self.task!r} needs targets y")
+        seed_everything(self.seed)
+        Y = self._targets(y) if y is not None else None
+        if X_val is not None:
+            train_idx, val_idx = np.arange(_n_rows(X)), None
+            Yv = (np.searchsorted(self.classes_, np.asarray(y_val)) if self.task == "classification"
+                  else (None if y_val is None else np.asarray(y_val, dtype=np.float32)))
+        else:
+            train_idx, val_idx = self._split(_n_rows(X), Y)
+            X_val, Yv = X, Y
+        self.model.to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+        elif self.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        else:
+            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        sched = (torch.optim.lr_scheduler.StepLR(opt, step_size=int(self.lr_step), gamma=self.lr_gamma)
+                 if self.lr_step else None)
+        rng = np.random.default_rng(self.seed)
+        rows, best, best_state, stale = [], np.inf, None, 0
+        t0 = time.perf_counter()
+        bar = tqdm(range(1, self.max_epochs + 1), desc=type(self.model).__name__, unit="epoch",
+                   disable=not self.progress, leave=False)
+        for epoch in bar:
+            self.model.train()
+            order = rng.permutation(train_idx)
+            total, seen = 0.0, 0
+            for start in range(0, len(order), self.batch_size):
+                idx = np.sort(order[start:start + self.batch_size])
+                if len(idx) < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
+                    continue  # a batch of one breaks batch-norm statistics
+                xb, yb = self._batch(X, Y, idx)
+                if self.augment is not None:
+                    xb = self.augment(xb)
+                    if Y is None and self.loss is None:
+                        yb = torch.from_numpy(_rows(X, idx)).to(self.device)
+                opt.zero_grad(set_to_none=True)
+                with self._autocast():
+                    res = self._loss(xb, yb)
+                loss = res[0] if isinstance(res, tuple) else res
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                total += loss.detach() * len(idx)
+                seen += len(idx)
+            row = {"epoch": epoch, "train_loss": float(total) / max(seen, 1),
+                   "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+            if val_idx is None or len(val_idx):
+                row.update(self._evaluate(X_val, Yv, val_idx))
+            rows.append(row)
+            monitor = row.get("val_loss", row["train_loss"])
+            if monitor < best - 1e-7:
+                best, stale, self.best_epoch = monitor, 0, epoch
+                best_state = copy.deepcopy(self.model.state_dict())
+                if self.checkpoint:
+                    torch.save(best_state, self.checkpoint)
+            else:
+                stale += 1
+            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("train_loss", "val_loss", "val_accuracy")})
+            if self.patience is not None and "val_loss" in row and stale >= self.patience:
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        self.fit_seconds = time.perf_counter() - t0
+        self.history = pd.DataFrame(rows)
+        self.model.eval()
+        return self
+
+    @torch.no_grad()
+    def _evaluate(self, X, Y, idx) -> dict:
+        self.model.eval()
+        idx = np.arange(_n_rows(X)) if idx is None else idx
+        total, correct = 0.0, 0
+        for start in range(0, len(idx), self.predict_batch_size):
+            b = idx[start:start + self.predict_batch_size]
+            xb, yb = self._batch(X, Y, b)
+            with self._autocast():
+                res = self._loss(xb, yb)
+            loss, out = (res if isinstance(res, tuple) else (res, None))
+            total += float(loss) * len(b)
+            if self.task == "classification" and out is not None and self.loss is None:
+                correct += int((out.argmax(1) == yb).sum())
+        row = {"val_loss": total / len(idx)}
+        if self.task == "classification" and self.loss is None:
+            row["val_accuracy"] = correct / len(idx)
+        return row
+
+    @torch.no_grad()
+    def forward(self, X, fn: Callable | None = None) -> np.ndarray:
+        """Model outputs for every row of X, batch by batch, as a NumPy array.
+
+        ``fn(model, xb)`` replaces ``model(xb)`` (e.g. ``lambda m, x: m.encode(x)``).
+        """
+        _check_inputs(X, None)
+        self.model.to(self.device).eval()
+        outs = []
+        for start in range(0, _n_rows(X), self.predict_batch_size):
+            idx = np.arange(start, min(start + self.predict_batch_size, _n_rows(X)))
+            xb = torch.from_numpy(_rows(X, idx)).to(self.device)
+            with self._autocast():
+                out = fn(self.model, xb) if fn else self.model(xb)
+            if isinstance(out, tuple):
+                out = out[0]
+            outs.append(out.float().cpu().numpy())
+        return np.concatenate(outs)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape ``(n_samples, n_classes)``, columns in ``classes_`` order."""
+        return torch.softmax(torch.from_numpy(self.forward(X)), dim=1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted labels (in the original label vocabulary for classification)."""
+        out = self.forward(X)
+        if self.task == "classification":
+            return self.classes_[out.argmax(1)]
+        return out
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
