@@ -68,7 +68,13 @@ def parse_overrides(items: list[str] | None) -> dict:
         key = key.strip()
         if not key.isidentifier():
             raise ValueError(f"override {item!r}: {key!r} is not a parameter name")
-        out[key] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key] = parsed
     return out
 
 
@@ -113,6 +119,17 @@ def plan(name: str, profile: str, device: str, overrides: dict, root: Path = REP
     return params
 
 
+def _first_line(path: Path, index: int) -> str:
+    try:
+        cells = [c for c in json.loads(Path(path).read_text())["cells"]
+                 if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
+        cell = cells[index]
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        return next((ln.strip() for ln in src.splitlines() if ln.strip()), "")[:80]
+    except (OSError, ValueError, KeyError, IndexError):
+        return "?"
+
+
 def run_notebook(name: str, profile: str = "quick", device: str = "auto", overrides: dict | None = None,
                  root: Path = REPO_ROOT, out_dir: Path | None = None, progress: bool = True) -> Path:
     """Execute one notebook; returns the executed copy's path.
@@ -127,8 +144,9 @@ def run_notebook(name: str, profile: str = "quick", device: str = "auto", overri
     src = notebook_dir(root) / f"{name}.ipynb"
     dst = out_dir / "executed" / f"{name}.ipynb"
     dst.parent.mkdir(parents=True, exist_ok=True)
-    env_before = {k: os.environ.get(k) for k in ("CELLBOOK_NOTEBOOK", "CELLBOOK_RESULTS")}
+    env_before = {k: os.environ.get(k) for k in ("CELLBOOK_NOTEBOOK", "CELLBOOK_RESULTS", "CELLBOOK_PROGRESS")}
     os.environ["CELLBOOK_NOTEBOOK"] = name
+    os.environ["CELLBOOK_PROGRESS"] = "0"  # progress bars are for interactive use, not the published page
     os.environ["CELLBOOK_RESULTS"] = str(out_dir / "results")
     t0 = time.perf_counter()
     try:
@@ -138,7 +156,8 @@ def run_notebook(name: str, profile: str = "quick", device: str = "auto", overri
         )
     except pm.PapermillExecutionError as err:
         raise NotebookFailed(
-            f"notebook {name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
+            f"notebook {name} failed in cell {err.cell_index} of the executed copy "
+            f"(execution count {err.exec_count}, starting `{_first_line(dst, err.cell_index)}`): "
             f"{err.ename}: {err.evalue}\n  executed copy with the traceback: {dst}"
         ) from None
     finally:

@@ -16,6 +16,7 @@ with several outputs.
 from __future__ import annotations
 
 import copy
+import os
 import time
 from typing import Callable
 
@@ -81,13 +82,15 @@ class Trainer:
         Mixed precision (bfloat16 autocast) is used on CUDA only, when ``amp`` is true.
     checkpoint : path, optional
         Also save the best state dict there.
+    progress : bool, optional
+        A tqdm bar per epoch; default on, off when ``CELLBOOK_PROGRESS=0`` (set by ``cellbook run``).
     """
 
     def __init__(self, model: nn.Module, *, task: str = "classification", loss: LossFn | None = None,
                  max_epochs: int = 20, batch_size: int = 128, lr: float = 1e-3, optimizer: str = "adam",
                  weight_decay: float = 0.0, lr_step: int | None = None, lr_gamma: float = 0.9,
                  val_fraction: float = 0.1, patience: int | None = 5, augment: Callable | None = None,
-                 device: str = "auto", amp: bool = True, seed: int = 0, progress: bool = True,
+                 device: str = "auto", amp: bool = True, seed: int = 0, progress: bool | None = None,
                  checkpoint: str | None = None, class_weight: np.ndarray | None = None,
                  predict_batch_size: int = 1024):
         if task not in ("classification", "regression", "reconstruction"):
@@ -105,6 +108,8 @@ class Trainer:
         self.val_fraction, self.patience, self.augment = float(val_fraction), patience, augment
         self.device = resolve_device(device)
         self.amp = bool(amp) and self.device.startswith("cuda")
+        if progress is None:  # on by default; `cellbook run` turns it off for the published pages
+            progress = os.environ.get("CELLBOOK_PROGRESS", "1") != "0"
         self.seed, self.progress, self.checkpoint = int(seed), progress, checkpoint
         self.class_weight = class_weight
         self.predict_batch_size = int(predict_batch_size)
@@ -226,7 +231,7 @@ class Trainer:
                 row.update(self._evaluate(X_val, Yv, val_idx))
             rows.append(row)
             monitor = row.get("val_loss", row["train_loss"])
-            if monitor < best - 1e-7:
+            if monitor < best:
                 best, stale, self.best_epoch = monitor, 0, epoch
                 best_state = copy.deepcopy(self.model.state_dict())
                 if self.checkpoint:

@@ -95,16 +95,24 @@ def cache_dir() -> Path:
 
 
 def candidates(name: str, path: str | os.PathLike | None = None) -> list[Path]:
-    """Every place :func:`locate` looks, in order."""
+    """Every place :func:`locate` looks, in order (files, or folders for folder datasets)."""
     ds = get(name)
-    main = ds.files[0] if ds.files else (ds.marker or "")
     out: list[Path] = []
-    if path is not None:
-        p = Path(path).expanduser()
-        out += [p, p / main, p / name / main] if main else [p]
-    for root in data_roots():
-        out += [root / name / main, root / main] if main else [root / name]
-    out.append(cache_dir() / name / main if main else cache_dir() / name)
+    if ds.files:
+        main = ds.files[0]
+        if path is not None:
+            p = Path(path).expanduser()
+            out += [p, p / main, p / name / main]
+        for root in data_roots():
+            out += [root / name / main, root / main]
+        out.append(cache_dir() / name / main)
+    else:
+        if path is not None:
+            p = Path(path).expanduser()
+            out += [p, p / name]
+        for root in data_roots():
+            out += [root / name, root]
+        out.append(cache_dir() / name)
     return list(dict.fromkeys(out))
 
 

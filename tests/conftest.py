@@ -1,0 +1,16 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real-data folder (CELLBOOK_DATA, else ../shared/data); tests using it skip without it."""
+    for cand in [*(os.environ.get("CELLBOOK_DATA", "").split(os.pathsep)), str(SHARED_DATA)]:
+        if cand and Path(cand).is_dir():
+            return Path(cand)
+    pytest.skip("real data not available: set CELLBOOK_DATA or provide ../shared/data")

@@ -1,0 +1,143 @@
+"""Profiles, overrides, the runner's errors, and notebook hygiene."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cellbook import config, run
+from cellbook.book import executed_chapters, toc_files
+from cellbook.nbtools import code, error_outputs, hygiene_problems, md, params, write_notebook
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = run.list_notebooks()
+
+
+def test_profiles_file_has_quick_and_full():
+    assert {"quick", "full"} <= set(config.profile_names())
+
+
+def test_unknown_profile_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown profile 'fast'; valid profiles: full, quick"):
+        config.profile_parameters("fast", "part1/01_data")
+
+
+def test_profile_defaults_and_notebook_values(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({"quick": {"defaults": {"epochs": 2, "seed": 0},
+                                           "notebooks": {"a/b": {"epochs": 5}}}}))
+    config._load_profiles.cache_clear()
+    assert config.profile_parameters("quick", "a/b", f) == {"epochs": 5, "seed": 0}
+    assert config.profile_parameters("quick", "a/c", f) == {"epochs": 2, "seed": 0}
+
+
+def test_parse_overrides_types():
+    assert run.parse_overrides(["epochs=3", "lr=1e-3", "name=cnn", "flag=true", "x=null"]) == \
+        {"epochs": 3, "lr": 1e-3, "name": "cnn", "flag": True, "x": None}
+    with pytest.raises(ValueError, match="key=value"):
+        run.parse_overrides(["epochs"])
+
+
+def test_resolve_device_cpu_and_bad():
+    assert config.resolve_device("cpu") == "cpu"
+    assert config.resolve_device("auto") in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        config.resolve_device("gpu0")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_source_notebook_hygiene(name):
+    path = REPO / "notebooks" / f"{name}.ipynb"
+    assert hygiene_problems(path) == []
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_profile_key_is_a_notebook_parameter(name):
+    valid = run.notebook_parameters(name)
+    for p in ("profile", "device", "seed"):
+        assert p in valid, f"{name}: parameters cell lacks {p}"
+    for profile in config.profile_names():
+        run.plan(name, profile, "cpu", {})  # raises on unknown names
+
+
+def test_every_notebook_is_in_the_toc_and_vice_versa():
+    assert sorted(executed_chapters()) == sorted(NOTEBOOKS)
+    for f in toc_files():
+        if not f.startswith("book/_build/"):
+            assert any((REPO / f"{f}{ext}").exists() for ext in (".md", ".ipynb")), f
+
+
+def test_profile_notebook_keys_name_real_notebooks():
+    for profile in config.profile_names():
+        spec = config._load_profiles(str(config.PROFILES_FILE))[profile]
+        for nb in (spec.get("notebooks") or {}):
+            assert nb in NOTEBOOKS, f"profiles.yaml {profile}: {nb} is not a notebook"
+
+
+def test_unknown_parameter_and_notebook_are_errors():
+    with pytest.raises(ValueError, match="unknown parameter.*valid:"):
+        run.plan("part1/01_data", "quick", "cpu", {"no_such_param": 1})
+    with pytest.raises(ValueError, match="unknown notebook 'part9/xx'"):
+        run.resolve_names(["part9/xx"])
+    assert run.resolve_names(["part1"]) == [n for n in NOTEBOOKS if n.startswith("part1/")]
+
+
+def _fixture_repo(tmp_path, body):
+    nbdir = tmp_path / "notebooks" / "demo"
+    write_notebook(nbdir / "ok.ipynb", [md("# ok"), params('profile = "quick"\ndevice = "auto"\nseed = 0\nn = 1'),
+                                        code("x = n + 1\nprint('x =', x)")])
+    write_notebook(nbdir / "bad.ipynb", [md("# bad"), params('profile = "quick"\ndevice = "auto"\nseed = 0'),
+                                         code("a = 1"), code(body)])
+    return tmp_path
+
+
+def test_run_executes_into_build_tree_and_never_touches_source(tmp_path):
+    root = _fixture_repo(tmp_path, "raise RuntimeError('boom')")
+    src = root / "notebooks" / "demo" / "ok.ipynb"
+    before = src.read_text()
+    out = run.run_notebook("demo/ok", "quick", "cpu", {"n": 41}, root=root, progress=False)
+    assert out == root / "book" / "_build" / "executed" / "demo" / "ok.ipynb"
+    assert src.read_text() == before
+    text = out.read_text()
+    assert "x = 42" in text
+    assert error_outputs(out) == []
+
+
+def test_failing_notebook_names_notebook_and_cell(tmp_path):
+    root = _fixture_repo(tmp_path, "raise RuntimeError('boom')")
+    with pytest.raises(run.NotebookFailed, match=r"notebook demo/bad failed in cell 4 .*raise RuntimeError.*RuntimeError: boom"):
+        run.run_notebook("demo/bad", "quick", "cpu", {}, root=root, progress=False)
+    executed = root / "book" / "_build" / "executed" / "demo" / "bad.ipynb"
+    assert error_outputs(executed)
+
+
+def test_cli_exit_code_and_message(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-m", "cellbook.run", "run", "part1/01_data", "--profile", "nope"],
+                         capture_output=True, text=True, env=env, cwd=REPO)
+    assert res.returncode == 1
+    assert "unknown profile 'nope'; valid profiles: full, quick" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "cellbook.run", "run", "part1/01_data", "-p", "bogus=1"],
+                         capture_output=True, text=True, env=env, cwd=REPO)
+    assert res.returncode == 1 and "unknown parameter(s) bogus" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_book_check_reports_missing_and_failed(tmp_path, monkeypatch):
+    from cellbook import book
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# hi")
+    (tmp_path / "_toc.yml").write_text(yaml.safe_dump({
+        "format": "jb-book", "root": "book/intro",
+        "chapters": [{"file": "book/_build/executed/demo/bad"}, {"file": "book/_build/executed/demo/gone"},
+                     {"file": "book/missing_page"}]}))
+    nb = tmp_path / "book" / "_build" / "executed" / "demo" / "bad.ipynb"
+    nb.parent.mkdir(parents=True)
+    nb.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "error", "ename": "ValueError", "evalue": "x", "traceback": []}]}]}))
+    problems = book.check(tmp_path)
+    assert any("demo/bad: cell 0: ValueError" in p for p in problems)
+    assert any("demo/gone: no executed copy" in p for p in problems)
+    assert any("book/missing_page" in p for p in problems)

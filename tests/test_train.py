@@ -1,0 +1,153 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from cellbook import Trainer, count_parameters, seed_everything
+
+
+def blobs(n=300, d=20, k=3, seed=0, sep=3.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, sep, size=(k, d))
+    y = rng.integers(0, k, size=n)
+    X = centres[y] + rng.normal(size=(n, d))
+    return X.astype(np.float32), np.array([f"c{i}" for i in y])
+
+
+def mlp(d=20, k=3):
+    return nn.Sequential(nn.Linear(d, 32), nn.ReLU(), nn.Linear(32, k))
+
+
+def test_loss_decreases_and_separates():
+    X, y = blobs()
+    seed_everything(0)
+    tr = Trainer(mlp(), max_epochs=15, lr=1e-2, batch_size=32, patience=None, device="cpu", progress=False).fit(X, y)
+    h = tr.history
+    assert list(h.columns[:2]) == ["epoch", "train_loss"]
+    assert h["train_loss"].iloc[-1] < 0.5 * h["train_loss"].iloc[0]
+    assert (tr.predict(X) == y).mean() > 0.95
+    proba = tr.predict_proba(X)
+    assert proba.shape == (len(X), 3) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    assert set(tr.predict(X)) <= set(y)  # labels come back in the original vocabulary
+    assert tr.fit_seconds > 0
+
+
+def test_sparse_input_matches_dense():
+    X, y = blobs(n=200)
+    X[X < 0.5] = 0
+    Xs = sp.csr_matrix(X)
+    dense = Trainer(mlp(), max_epochs=3, device="cpu", progress=False, seed=1)
+    seed_everything(1)
+    dense.model = mlp()
+    dense.fit(X, y)
+    sparse = Trainer(mlp(), max_epochs=3, device="cpu", progress=False, seed=1)
+    seed_everything(1)
+    sparse.model = mlp()
+    sparse.fit(Xs, y)
+    np.testing.assert_allclose(dense.history["train_loss"], sparse.history["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(dense.predict_proba(X), sparse.predict_proba(Xs), rtol=1e-4, atol=1e-6)
+
+
+def test_sparse_batches_are_densified_per_batch(monkeypatch):
+    X, y = blobs(n=256)
+    Xs = sp.csr_matrix(X)
+    seen = []
+    orig = sp.csr_matrix.toarray
+
+    def spy(self, *a, **k):
+        seen.append(self.shape[0])
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(sp.csr_matrix, "toarray", spy)
+    Trainer(mlp(), max_epochs=1, batch_size=32, val_fraction=0, device="cpu", progress=False).fit(Xs, y)
+    assert seen and max(seen) <= 32
+
+
+def test_best_checkpoint_is_restored(tmp_path):
+    X, y = blobs(n=200)
+    ckpt = tmp_path / "best.pt"
+    tr = Trainer(mlp(), max_epochs=12, lr=5e-2, device="cpu", progress=False, patience=None,
+                 checkpoint=str(ckpt)).fit(X, y)
+    best_row = tr.history.loc[tr.history["val_loss"].idxmin()]
+    assert tr.best_epoch == int(best_row["epoch"])
+    saved = torch.load(ckpt)
+    for k, v in tr.model.state_dict().items():
+        assert torch.equal(v.cpu(), saved[k].cpu())
+    # the restored model reproduces the best epoch's validation loss
+    assert tr._evaluate(*_val(tr, X, y))["val_loss"] == pytest.approx(best_row["val_loss"], rel=1e-4)
+
+
+def _val(tr, X, y):
+    codes = np.searchsorted(tr.classes_, y)
+    _, val_idx = tr._split(len(X), codes)
+    return X, codes, val_idx
+
+
+def test_early_stopping_stops():
+    X, y = blobs(n=200)
+    tr = Trainer(mlp(), max_epochs=200, lr=5e-2, patience=2, device="cpu", progress=False).fit(X, y)
+    assert len(tr.history) < 200
+
+
+def test_lr_schedule_steps_per_iteration():
+    X, y = blobs(n=320)
+    tr = Trainer(mlp(), max_epochs=2, batch_size=32, lr=1e-3, lr_step=5, lr_gamma=0.5, val_fraction=0,
+                 device="cpu", progress=False).fit(X, y)
+    # 10 iterations per epoch, halving every 5: after 20 iterations lr = 1e-3 * 0.5**4
+    assert tr.history["lr"].iloc[-1] == pytest.approx(1e-3 * 0.5 ** 4)
+
+
+def test_reconstruction_and_same_seed_same_numbers():
+    X, _ = blobs(n=100)
+    runs = []
+    for _ in range(2):
+        seed_everything(3)
+        ae = nn.Sequential(nn.Linear(20, 4), nn.Tanh(), nn.Linear(4, 20))
+        tr = Trainer(ae, task="reconstruction", max_epochs=5, device="cpu", progress=False, seed=3).fit(X)
+        runs.append(tr.history["train_loss"].to_numpy())
+        assert tr.predict(X).shape == X.shape
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_custom_loss_and_augment():
+    X, y = blobs(n=120)
+    calls = []
+
+    def noisy(xb):
+        calls.append(1)
+        return xb + 0.1 * torch.randn_like(xb)
+
+    def loss(model, xb, yb):
+        return nn.functional.cross_entropy(model(xb), yb)
+
+    tr = Trainer(mlp(), loss=loss, augment=noisy, max_epochs=2, device="cpu", progress=False).fit(X, y)
+    assert calls and "val_loss" in tr.history
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"task": "clustering"}, "unknown task"),
+    ({"optimizer": "rmsprop"}, "unknown optimizer"),
+    ({"val_fraction": 1.5}, "val_fraction"),
+    ({"device": "tpu"}, "unknown device"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Trainer(mlp(), **kwargs)
+
+
+def test_bad_inputs():
+    X, y = blobs(n=50)
+    tr = Trainer(mlp(), device="cpu", progress=False)
+    with pytest.raises(ValueError, match="rows"):
+        tr.fit(X, y[:-1])
+    Xn = X.copy()
+    Xn[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        tr.fit(Xn, y)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        tr.fit(X, np.array(["a"] * len(X)))
+
+
+def test_count_parameters():
+    assert count_parameters(mlp()) == 20 * 32 + 32 + 32 * 3 + 3
