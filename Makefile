@@ -28,7 +28,6 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: an open requirement would pull several GB of CUDA packages
 	$(PY) -m pip install -q "torch==2.13.0"
 	$(PY) -m pip install -q -e ".[book,test]"
-	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cellbook)" >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -38,7 +37,6 @@ notebooks: $(STAMP)
 
 html: $(STAMP)
 	$(PY) -m cellbook.book
-	$(VENV)/bin/jupyter-book build . --path-output book --keep-going
 
 book: notebooks html
 	@echo "Book: $(abspath book/_build/html/index.html)"

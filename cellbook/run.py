@@ -147,6 +147,11 @@ def run_notebook(name: str, profile: str = "quick", device: str = "auto", overri
     env_before = {k: os.environ.get(k) for k in ("CELLBOOK_NOTEBOOK", "CELLBOOK_RESULTS", "CELLBOOK_PROGRESS")}
     os.environ["CELLBOOK_NOTEBOOK"] = name
     os.environ["CELLBOOK_PROGRESS"] = "0"  # progress bars are for interactive use, not the published page
+    # The kernel must be this environment's Python (with cellbook), even if the user has their own
+    # "python3" kernelspec in ~/.local: JUPYTER_PATH is searched first.
+    own = str(Path(sys.prefix) / "share" / "jupyter")
+    if own not in os.environ.get("JUPYTER_PATH", "").split(os.pathsep):
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (own, os.environ.get("JUPYTER_PATH")) if p)
     os.environ["CELLBOOK_RESULTS"] = str(out_dir / "results")
     t0 = time.perf_counter()
     try:

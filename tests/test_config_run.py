@@ -66,7 +66,7 @@ def test_every_profile_key_is_a_notebook_parameter(name):
 def test_every_notebook_is_in_the_toc_and_vice_versa():
     assert sorted(executed_chapters()) == sorted(NOTEBOOKS)
     for f in toc_files():
-        if not f.startswith("book/_build/"):
+        if not f.startswith("notebooks/"):
             assert any((REPO / f"{f}{ext}").exists() for ext in (".md", ".ipynb")), f
 
 
@@ -131,7 +131,7 @@ def test_book_check_reports_missing_and_failed(tmp_path, monkeypatch):
     (tmp_path / "book" / "intro.md").write_text("# hi")
     (tmp_path / "_toc.yml").write_text(yaml.safe_dump({
         "format": "jb-book", "root": "book/intro",
-        "chapters": [{"file": "book/_build/executed/demo/bad"}, {"file": "book/_build/executed/demo/gone"},
+        "chapters": [{"file": "notebooks/demo/bad"}, {"file": "notebooks/demo/gone"},
                      {"file": "book/missing_page"}]}))
     nb = tmp_path / "book" / "_build" / "executed" / "demo" / "bad.ipynb"
     nb.parent.mkdir(parents=True)
