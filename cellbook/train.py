@@ -150,10 +150,20 @@ class Trainer:
             return nn.functional.cross_entropy(out.float(), yb, weight=weight), out
         return nn.functional.mse_loss(out.float(), yb.float()), out
 
-    def _split(self, n, y_codes):
+    def _split(self, n, y_codes, groups=None):
         rng = np.random.default_rng(self.seed)
         if self.val_fraction == 0:
             return rng.permutation(n), np.array([], dtype=int)
+        if groups is not None:
+            from sklearn.model_selection import GroupShuffleSplit
+            groups = np.asarray(groups)
+            if len(groups) != n:
+                raise ValueError(f"groups has {len(groups)} entries but X has {n} rows")
+            if len(np.unique(groups)) < 2:
+                raise ValueError("a grouped validation split needs at least 2 groups")
+            tr, va = next(GroupShuffleSplit(n_splits=1, test_size=self.val_fraction,
+                                            random_state=self.seed).split(np.arange(n), groups=groups))
+            return tr, va
         if self.task == "classification":
             from sklearn.model_selection import train_test_split
             counts = np.bincount(y_codes)
@@ -171,10 +181,12 @@ class Trainer:
         return torch.autocast(device_type="cpu", enabled=False)
 
     # ---------------------------------------------------------------------- API
-    def fit(self, X, y=None, X_val=None, y_val=None) -> "Trainer":
-        """Train; ``X_val``/``y_val`` replace the internal validation split when given."""
-        from tqdm.auto import tqdm
+    def fit(self, X, y=None, X_val=None, y_val=None, groups=None) -> "Trainer":
+        """Train; ``X_val``/``y_val`` replace the internal validation split when given.
 
+        ``groups`` (one id per row, e.g. donor or source frame) makes the internal validation
+        split hold out whole groups, so early stopping is not fooled by near-duplicates.
+        """
         _check_inputs(X, y)
         if y is None and self.task != "reconstruction":
             raise ValueError(f"task {self.task!r} needs targets y")
@@ -185,7 +197,7 @@ class Trainer:
             Yv = (np.searchsorted(self.classes_, np.asarray(y_val)) if self.task == "classification"
                   else (None if y_val is None else np.asarray(y_val, dtype=np.float32)))
         else:
-            train_idx, val_idx = self._split(_n_rows(X), Y)
+            train_idx, val_idx = self._split(_n_rows(X), Y, groups)
             X_val, Yv = X, Y
         self.model.to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -200,8 +212,7 @@ class Trainer:
         rng = np.random.default_rng(self.seed)
         rows, best, best_state, stale = [], np.inf, None, 0
         t0 = time.perf_counter()
-        bar = tqdm(range(1, self.max_epochs + 1), desc=type(self.model).__name__, unit="epoch",
-                   disable=not self.progress, leave=False)
+        bar = _progress(range(1, self.max_epochs + 1), self.progress, type(self.model).__name__)
         for epoch in bar:
             self.model.train()
             order = rng.permutation(train_idx)
@@ -238,7 +249,9 @@ class Trainer:
                     torch.save(best_state, self.checkpoint)
             else:
                 stale += 1
-            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("train_loss", "val_loss", "val_accuracy")})
+            if self.progress:
+                bar.set_postfix({k: f"{v:.4f}" for k, v in row.items()
+                                 if k in ("train_loss", "val_loss", "val_accuracy")})
             if self.patience is not None and "val_loss" in row and stale >= self.patience:
                 break
         if best_state is not None:
@@ -296,6 +309,18 @@ class Trainer:
         if self.task == "classification":
             return self.classes_[out.argmax(1)]
         return out
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    """A tqdm bar when enabled (notebook widget or terminal), else the plain iterable."""
+    if not enabled:
+        return iterable
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tqdm.auto warns when ipywidgets is missing; text bars are fine
+        from tqdm.auto import tqdm
+    return tqdm(iterable, desc=desc, unit="epoch", leave=False)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

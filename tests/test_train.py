@@ -151,3 +151,17 @@ def test_bad_inputs():
 
 def test_count_parameters():
     assert count_parameters(mlp()) == 20 * 32 + 32 + 32 * 3 + 3
+
+
+def test_grouped_validation_split_holds_out_whole_groups():
+    X, y = blobs(n=120)
+    groups = np.repeat(np.arange(12), 10)
+    tr = Trainer(mlp(), max_epochs=1, val_fraction=0.25, device="cpu", progress=False)
+    codes = np.unique(y, return_inverse=True)[1]
+    train_idx, val_idx = tr._split(len(X), codes, groups)
+    assert set(groups[train_idx]).isdisjoint(groups[val_idx])
+    assert len(val_idx) == 30
+    tr.fit(X, y, groups=groups)
+    assert "val_loss" in tr.history
+    with pytest.raises(ValueError, match="groups has"):
+        tr.fit(X, y, groups=groups[:-1])

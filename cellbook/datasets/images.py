@@ -1,0 +1,343 @@
+"""Microscopy image datasets (Part II): a class-per-folder reader and the two registered sets.
+
+Every loader returns an :class:`ImageSet`: a list of images (NumPy arrays exactly as decoded
+by OpenCV: ``(H, W)`` grayscale or ``(H, W, 3)`` BGR, uint8 or uint16; sizes may differ),
+their labels, the group each image belongs to (the source frame / field of view: every
+split must keep a group on one side), the file names, a :class:`DataInfo` for the results
+JSON, and the files that were skipped with the reason.
+
+    ims = image_folder("path/to/folders")        # one sub-folder per class
+    ims = stemcell_passage()                     # 152 tiles, groups = source_image
+    ims = hek293a_ht1080()                       # 200 crops, groups = source_frame
+    ims = load_images("stemcell_passage_phase", fallback="synthetic")
+
+Checksum of a folder dataset: ``info.sha256`` is the sha256 of its ``metadata.csv`` (the
+file list with labels and groups); :func:`folder_digest` gives a digest of every file's
+name and bytes when a stronger check is wanted (slower: it reads every image).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .registry import DataInfo, DatasetNotFoundError, announce, info_for, locate, sha256sum
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass
+class ImageSet:
+    """Images with labels, groups and provenance.
+
+    images : list of ndarray, each ``(H, W)`` or ``(H, W, C)`` as decoded (BGR order for colour)
+    labels : ndarray of str, shape ``(n,)``
+    groups : ndarray of str, shape ``(n,)``; the unit of independence (source frame)
+    files  : list of str, paths relative to the dataset folder
+    info   : DataInfo (name, source, path, sha256, real)
+    skipped : list of ``(file, reason)`` for files that could not be read
+    meta   : DataFrame, one row per image (metadata.csv columns where the dataset has them)
+    """
+
+    images: list
+    labels: np.ndarray
+    groups: np.ndarray
+    files: list
+    info: DataInfo
+    skipped: list = field(default_factory=list)
+    meta: pd.DataFrame | None = None
+
+    def __post_init__(self):
+        self.labels = np.asarray(self.labels).astype(str)
+        self.groups = np.asarray(self.groups).astype(str)
+        n = len(self.images)
+        if not (len(self.labels) == len(self.groups) == len(self.files) == n):
+            raise ValueError(f"ImageSet: {n} images but {len(self.labels)} labels, {len(self.groups)} groups "
+                             f"and {len(self.files)} files")
+        if self.meta is None:
+            self.meta = pd.DataFrame({"file": self.files, "label": self.labels, "group": self.groups})
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(np.unique(self.labels).tolist())
+
+    def counts(self) -> pd.DataFrame:
+        """Images and groups per class."""
+        df = pd.DataFrame({"label": self.labels, "group": self.groups})
+        return df.groupby("label").agg(images=("group", "size"), groups=("group", "nunique"))
+
+    def subset(self, idx) -> "ImageSet":
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return ImageSet(images=[self.images[i] for i in idx], labels=self.labels[idx], groups=self.groups[idx],
+                        files=[self.files[i] for i in idx], info=self.info, skipped=list(self.skipped),
+                        meta=self.meta.iloc[idx].reset_index(drop=True))
+
+    def binary(self, positive: str) -> np.ndarray:
+        """``1`` where the label is ``positive``, else ``0`` (for screening metrics)."""
+        if positive not in self.classes:
+            raise ValueError(f"positive class {positive!r} is not a label; labels: {', '.join(self.classes)}")
+        return (self.labels == positive).astype(int)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode one image file with OpenCV (``IMREAD_UNCHANGED``: keeps 16-bit and alpha).
+
+    Raises ``ValueError`` naming the file when it cannot be decoded or is empty.
+    """
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no image file at {path}")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None or img.size == 0:
+        raise ValueError(f"{path}: not a readable image (corrupt, empty or an unsupported format)")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]  # drop alpha
+    return img
+
+
+def _read_many(root: Path, rel_files: list[str]):
+    images, kept, skipped = [], [], []
+    for rel in rel_files:
+        try:
+            images.append(read_image(root / rel))
+            kept.append(rel)
+        except (ValueError, FileNotFoundError) as err:
+            skipped.append((rel, str(err).split(": ", 1)[-1]))
+    if skipped:
+        warnings.warn(f"{len(skipped)} unreadable image file(s) skipped: "
+                      + ", ".join(f for f, _ in skipped[:5]) + (" ..." if len(skipped) > 5 else ""), stacklevel=3)
+    return images, kept, skipped
+
+
+def image_folder(path: str | os.PathLike, extensions=IMAGE_EXTENSIONS, min_classes: int = 2,
+                 name: str | None = None) -> ImageSet:
+    """Read a folder with one sub-folder per class (png / jpg / tif / bmp files inside).
+
+    - Unreadable or corrupt files are skipped and listed in ``ImageSet.skipped`` (with a warning).
+    - Empty class folders (no readable image) are skipped with a warning.
+    - Fewer than ``min_classes`` non-empty classes is a ``ValueError`` (a classifier needs two).
+    - Images may differ in size, channels and bit depth; :mod:`cellbook.preprocess.imaging`
+      brings them to one 8-bit grayscale size.
+    Each image is its own group (no frame information in a plain folder).
+    """
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder; expected a folder with one sub-folder per class")
+    exts = tuple(e.lower() for e in extensions)
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise ValueError(f"{root} has no class sub-folders; put the images of each class in their own "
+                         f"sub-folder (e.g. {root}/classA/*.png, {root}/classB/*.png)")
+    images, labels, files, skipped, empty = [], [], [], [], []
+    for d in class_dirs:
+        rel = sorted(str(p.relative_to(root)) for p in d.iterdir() if p.is_file() and p.suffix.lower() in exts)
+        ims, kept, skip = _read_many(root, rel)
+        skipped += skip
+        if not ims:
+            empty.append(d.name)
+            continue
+        images += ims
+        files += kept
+        labels += [d.name] * len(ims)
+    if empty:
+        warnings.warn(f"class folder(s) with no readable image skipped: {', '.join(empty)}", stacklevel=2)
+    n_classes = len(set(labels))
+    if n_classes < min_classes:
+        raise ValueError(f"{root}: {n_classes} class(es) with readable images "
+                         f"({', '.join(sorted(set(labels))) or 'none'}; empty: {', '.join(empty) or 'none'}); "
+                         f"at least {min_classes} are needed")
+    info = DataInfo(name=name or root.name, title=f"image folder {root.name}", source=str(root), path=str(root),
+                    sha256=None, real=True, note=f"{len(images)} images, {n_classes} classes, "
+                                                 f"{len(skipped)} unreadable skipped")
+    groups = [Path(f).stem for f in files]
+    return ImageSet(images, np.array(labels), np.array(groups), files, info, skipped)
+
+
+def _registered(name: str, path, label_col: str, group_col: str) -> ImageSet:
+    folder = locate(name, path)
+    meta_path = folder / "metadata.csv"
+    meta = pd.read_csv(meta_path)
+    missing = [c for c in ("file", label_col, group_col) if c not in meta.columns]
+    if missing:
+        raise ValueError(f"{meta_path}: column(s) {', '.join(missing)} missing; present: {', '.join(meta.columns)}")
+    images, kept, skipped = _read_many(folder, meta["file"].tolist())
+    meta = meta.set_index("file").loc[kept].reset_index()
+    info = info_for(name, folder)
+    info.sha256 = sha256sum(meta_path)
+    info.note = (f"{len(images)} images, {meta[group_col].nunique()} groups ({group_col}); "
+                 f"sha256 of metadata.csv") + (f"; {len(skipped)} unreadable skipped" if skipped else "")
+    return ImageSet(images, meta[label_col].to_numpy(), meta[group_col].to_numpy(), kept, info, skipped, meta)
+
+
+def stemcell_passage(path=None, label: str = "binary") -> ImageSet:
+    """Stem-cell micrographs at passage P2 / P6 / P7: 152 RGB tiles (384 x 512) of 38 frames.
+
+    ``label="binary"``: ``early_P2`` vs ``late_P6_P7`` (the book's stand-in for high / low
+    function); ``label="passage"``: P2 / P6 / P7.  Groups are ``source_image`` (4 tiles per frame).
+    """
+    if label not in ("binary", "passage"):
+        raise ValueError(f"label must be 'binary' or 'passage', not {label!r}")
+    return _registered("stemcell_passage_phase", path, "binary_label" if label == "binary" else "class",
+                       "source_image")
+
+
+def hek293a_ht1080(path=None) -> ImageSet:
+    """HEK293A vs HT1080 bright-field single-cell crops: 200 grayscale 224 x 224 images.
+
+    Groups are ``source_frame`` (the field of view a cell was cropped from).
+    """
+    return _registered("hek293a_ht1080_brightfield", path, "class", "source_frame")
+
+
+def synthetic_images(n_per_class: int = 40, per_group: int = 4, size=(192, 256), seed: int = 0) -> ImageSet:
+    """A labelled SYNTHETIC stand-in: dark phase-like fields of bright-rimmed cells.
+
+    Class ``round`` has round cells, class ``spread`` elongated ones; both classes get the
+    same brightness distribution, so only morphology separates them.  ``info.real`` is False.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    images, labels, groups, files = [], [], [], []
+    for cls, elong in (("round", 1.0), ("spread", 3.0)):
+        for i in range(n_per_class):
+            g = i // per_group
+            img = np.full((h, w), rng.uniform(25, 45), np.float32)
+            for _ in range(int(rng.integers(6, 14))):
+                cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
+                a = int(rng.integers(6, 12))
+                axes = (int(a * elong), a)
+                ang = float(rng.uniform(0, 180))
+                cv2.ellipse(img, (cx, cy), axes, ang, 0, 360, float(rng.uniform(120, 200)), 2)
+                cv2.ellipse(img, (cx, cy), (max(1, axes[0] - 2), max(1, axes[1] - 2)), ang, 0, 360,
+                            float(rng.uniform(50, 80)), -1)
+            img += rng.normal(0, 6, img.shape).astype(np.float32)
+            images.append(np.clip(img, 0, 255).astype(np.uint8))
+            labels.append(cls)
+            groups.append(f"{cls}-frame{g:02d}")
+            files.append(f"{cls}/{cls}_{i:03d}.png")
+    info = DataInfo(name="synthetic_images", title="SYNTHETIC micrographs (ellipses; not real cells)",
+                    source="cellbook.datasets.images.synthetic_images", path=None, sha256=None, real=False,
+                    note=f"seed={seed}")
+    return ImageSet(images, np.array(labels), np.array(groups), files, info)
+
+
+LOADERS = {
+    "stemcell_passage_phase": stemcell_passage,
+    "hek293a_ht1080_brightfield": hek293a_ht1080,
+}
+
+
+def load_images(source: str = "stemcell_passage_phase", path=None, fallback: str = "synthetic",
+                seed: int = 0) -> ImageSet:
+    """Load a registered image dataset; ``fallback="synthetic"`` gives a labelled stand-in when missing."""
+    if source not in LOADERS:
+        raise ValueError(f"unknown image source {source!r}; valid: {', '.join(LOADERS)}")
+    if fallback not in ("synthetic", "error"):
+        raise ValueError("fallback must be 'synthetic' or 'error'")
+    try:
+        ims = LOADERS[source](path=path)
+    except DatasetNotFoundError as err:
+        if fallback == "error":
+            raise
+        warnings.warn(f"{err}\nFalling back to a SYNTHETIC stand-in.", stacklevel=2)
+        ims = synthetic_images(seed=seed)
+    announce(ims.info)
+    return ims
+
+
+def folder_digest(folder: str | os.PathLike, extensions=IMAGE_EXTENSIONS + (".csv",)) -> str:
+    """sha256 over the sorted relative paths and bytes of every data file under ``folder``."""
+    root = Path(folder)
+    h = hashlib.sha256()
+    for p in sorted(q for q in root.rglob("*") if q.is_file() and q.suffix.lower() in extensions):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------- grouped splits
+def _stratified_groups(groups: np.ndarray, labels: np.ndarray):
+    """Unique groups and the (majority) label of each."""
+    df = pd.DataFrame({"g": groups, "y": labels})
+    lab = df.groupby("g")["y"].agg(lambda s: s.value_counts().index[0])
+    return lab.index.to_numpy(), lab.to_numpy()
+
+
+def grouped_folds(labels, groups, n_splits: int = 4, seed: int = 0) -> list:
+    """``StratifiedGroupKFold`` folds ``[(train_idx, test_idx), ...]``: a group is never on both sides."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if len(labels) != len(groups):
+        raise ValueError(f"{len(labels)} labels but {len(groups)} groups")
+    n_groups = len(np.unique(groups))
+    if n_groups < n_splits:
+        raise ValueError(f"{n_groups} groups cannot make {n_splits} grouped folds; use n_splits <= {n_groups}")
+    cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return [(tr, te) for tr, te in cv.split(np.zeros(len(labels)), labels, groups)]
+
+
+def grouped_size_splits(labels, groups, sizes, n_repeats: int = 5, test_fraction: float = 0.25,
+                        seed: int = 0) -> list[dict]:
+    """Learning-curve splits by whole groups (source frames).
+
+    For each repeat: a stratified random ``test_fraction`` of the groups is held out; from the
+    rest, nested training sets are drawn by adding whole groups (classes in the pool's proportion)
+    until each size in ``sizes`` (images) is reached (the last group is cut to hit the size
+    exactly).  Returns ``[{"repeat", "size", "train", "test"}, ...]`` (index arrays).
+    A size larger than the training pool is a ``ValueError``.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if len(labels) != len(groups):
+        raise ValueError(f"{len(labels)} labels but {len(groups)} groups")
+    if not 0 < test_fraction < 1:
+        raise ValueError("test_fraction must be in (0, 1)")
+    ug, gl = _stratified_groups(groups, labels)
+    classes = np.unique(gl)
+    if len(classes) < 2:
+        raise ValueError("grouped splits need groups of at least two classes")
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in range(n_repeats):
+        test_g = []
+        for c in classes:
+            gc = ug[gl == c]
+            test_g += list(rng.choice(gc, size=max(1, int(round(test_fraction * len(gc)))), replace=False))
+        test = np.flatnonzero(np.isin(groups, test_g))
+        pool_g = ug[~np.isin(ug, test_g)]
+        pool_lab = gl[~np.isin(ug, test_g)]
+        n_pool = int(np.isin(groups, pool_g).sum())
+        if max(sizes) > n_pool:
+            raise ValueError(f"training size {max(sizes)} exceeds the {n_pool} images left after holding out "
+                             f"{len(test)} test images; use smaller sizes or a smaller test_fraction")
+        # interleave the classes so every prefix of the order is roughly stratified
+        per = {c: list(rng.permutation(pool_g[pool_lab == c])) for c in classes}
+        share = {c: len(per[c]) / len(pool_g) for c in classes}
+        order, taken = [], {c: 0 for c in classes}
+        while any(per[c] for c in classes):
+            c = min((c for c in classes if per[c]), key=lambda c: (taken[c] + 1) / share[c])
+            order.append(per[c].pop(0))
+            taken[c] += 1
+        idx_order = np.concatenate([rng.permutation(np.flatnonzero(groups == g)) for g in order])
+        for s in sizes:
+            out.append({"repeat": r, "size": int(s), "train": np.sort(idx_order[:int(s)]), "test": test})
+    return out

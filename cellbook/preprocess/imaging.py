@@ -1,0 +1,348 @@
+"""The paper's image preprocessing (section 2.2) with OpenCV, and hand-crafted image features.
+
+Steps, in the order :func:`preprocess_set` applies them to every image:
+
+1. :func:`to_gray8`        -- 8-bit grayscale (colour -> luminance; 16-bit / float rescaled).
+2. :func:`hsv_value`       -- mean HSV value V of the *original* image (V = max(R, G, B) per pixel;
+                              for a grayscale image V is the gray value); images with mean V > 240
+                              are dropped (:func:`brightness_check`).
+3. :func:`normalize_brightness` -- scale the gray values so the mean is ~130.
+4. :func:`resize`          -- 220 x 300 (height x width), ``cv2.INTER_AREA``.
+5. :func:`median_denoise`  -- median filter, kernel a parameter (odd, default 3).
+6. :func:`enhance_contrast` -- linear stretch of the 1st-99th percentile to 0-255.
+7. :func:`equalize`        -- histogram equalisation, ``"global"`` or ``"clahe"`` (or ``None``).
+
+A blank image (no contrast left, SD < ``min_std``) after the chain is dropped too and counted.
+
+Features for the non-deep baselines:
+
+- :func:`brightness_features` -- mean gray, SD of gray and mean V of the *raw* image: what a
+  classifier can learn from acquisition brightness alone.
+- :func:`handcrafted_features` -- morphology and texture of the *preprocessed* image (after
+  brightness normalisation and equalisation): Otsu foreground fraction, object count, size and
+  shape (area, circularity, elongation, solidity), edge density, Laplacian variance, gray-level
+  co-occurrence contrast / homogeneity / energy / correlation, local-binary-pattern histogram.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+PAPER_SIZE = (220, 300)   # (height, width); the paper says "220 x 300"
+PAPER_MAX_V = 240.0
+PAPER_TARGET_V = 130.0
+
+
+def _check_image(img, what: str = "image") -> np.ndarray:
+    if img is None:
+        raise ValueError(f"{what} is None (not decoded?)")
+    img = np.asarray(img)
+    if img.size == 0:
+        raise ValueError(f"{what} is empty (shape {img.shape})")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
+        raise ValueError(f"{what} has shape {img.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
+    if not (np.issubdtype(img.dtype, np.number) or img.dtype == bool):
+        raise ValueError(f"{what} has dtype {img.dtype}; expected numbers")
+    if np.issubdtype(img.dtype, np.floating) and not np.all(np.isfinite(img)):
+        raise ValueError(f"{what} contains NaN or infinite values")
+    return img
+
+
+def to_uint8(img) -> np.ndarray:
+    """Any bit depth -> uint8, keeping channels.
+
+    uint8 is unchanged; uint16 is divided by 257 (65535 -> 255); other integer types and bool
+    are clipped to 0-255 (bool -> 0/255); floats in [0, 1] are scaled by 255, other floats clipped.
+    """
+    img = _check_image(img)
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == bool:
+        return img.astype(np.uint8) * 255
+    if img.dtype == np.uint16:
+        return np.round(img / 257.0).astype(np.uint8)
+    if np.issubdtype(img.dtype, np.floating):
+        f = img.astype(np.float64)
+        if f.min() >= 0 and f.max() <= 1:
+            f = f * 255
+        return np.clip(np.round(f), 0, 255).astype(np.uint8)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def to_gray8(img) -> np.ndarray:
+    """8-bit grayscale ``(H, W)``: colour (BGR/BGRA, OpenCV order) -> luminance via ``cv2.cvtColor``."""
+    import cv2
+
+    img = to_uint8(img)
+    if img.ndim == 3:
+        img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
+    return np.ascontiguousarray(img)
+
+
+def hsv_value(img) -> float:
+    """Mean HSV value V (0-255) of an image: V = max(B, G, R) per pixel, the gray value for grayscale."""
+    import cv2
+
+    img = to_uint8(img)
+    if img.ndim == 2:
+        return float(img.mean())
+    return float(cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2HSV)[:, :, 2].mean())
+
+
+def brightness_check(images, max_v: float = PAPER_MAX_V):
+    """Mean V of each image and a keep-mask (``mean V <= max_v``); the paper drops mean V > 240."""
+    v = np.array([hsv_value(im) for im in images], dtype=float)
+    return v <= max_v, v
+
+
+def normalize_brightness(gray, target: float = PAPER_TARGET_V, iterations: int = 4) -> np.ndarray:
+    """Scale an 8-bit gray image so its mean is ~``target`` (gain, repeated to undo clipping at 255).
+
+    A constant image (SD 0, e.g. all black) cannot be scaled: it is returned filled with ``target``.
+    """
+    g = to_gray8(gray).astype(np.float64)
+    if not 0 < target < 255:
+        raise ValueError(f"target brightness must be in (0, 255), not {target}")
+    if g.std() == 0:
+        return np.full(g.shape, int(round(target)), np.uint8)
+    out = g
+    for _ in range(max(1, iterations)):
+        m = out.mean()
+        if abs(m - target) < 0.5:
+            break
+        out = np.clip(out * (target / m), 0, 255) if m > 0 else out + target
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def resize(img, size=PAPER_SIZE) -> np.ndarray:
+    """Resize to ``size = (height, width)`` (area interpolation when shrinking, cubic when enlarging)."""
+    import cv2
+
+    img = _check_image(img)
+    h, w = int(size[0]), int(size[1])
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be two positive integers (height, width), not {size}")
+    shrink = h * w <= img.shape[0] * img.shape[1]
+    return cv2.resize(to_uint8(img), (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def median_denoise(gray, ksize: int = 3) -> np.ndarray:
+    """Median filter with an odd kernel ``ksize`` (1 = no filtering)."""
+    import cv2
+
+    if int(ksize) != ksize or ksize < 1 or ksize % 2 == 0:
+        raise ValueError(f"median kernel size must be an odd positive integer, not {ksize}")
+    g = to_gray8(gray)
+    return g.copy() if ksize == 1 else cv2.medianBlur(g, int(ksize))
+
+
+def enhance_contrast(gray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
+    """Linear contrast stretch: the ``low``-th..``high``-th percentiles map to 0..255 (clipped)."""
+    if not 0 <= low < high <= 100:
+        raise ValueError(f"need 0 <= low < high <= 100 percentiles, got {low}, {high}")
+    g = to_gray8(gray).astype(np.float64)
+    lo, hi = np.percentile(g, [low, high])
+    if hi <= lo:
+        return g.astype(np.uint8)
+    return np.clip(np.round((g - lo) * 255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+
+
+def equalize(gray, method: str | None = "clahe", clip_limit: float = 2.0, tile_grid: int = 8) -> np.ndarray:
+    """Histogram equalisation: ``"global"`` (``cv2.equalizeHist``), ``"clahe"`` or ``None`` (unchanged)."""
+    import cv2
+
+    g = to_gray8(gray)
+    if method is None or method == "none":
+        return g.copy()
+    if method == "global":
+        return cv2.equalizeHist(g)
+    if method == "clahe":
+        if clip_limit <= 0 or tile_grid < 1:
+            raise ValueError("CLAHE needs clip_limit > 0 and tile_grid >= 1")
+        return cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=(int(tile_grid),) * 2).apply(g)
+    raise ValueError(f"unknown equalisation {method!r}; valid: global, clahe, none")
+
+
+def pipeline_steps(img, size=PAPER_SIZE, target_v: float = PAPER_TARGET_V, median_ksize: int = 3,
+                   equalization: str | None = "clahe", contrast=(1.0, 99.0)) -> dict:
+    """One image through every step; ``{step name: image}`` in order (for the figure)."""
+    out = {"original": to_uint8(img)}
+    out["8-bit grayscale"] = to_gray8(img)
+    out[f"brightness -> mean {target_v:.0f}"] = normalize_brightness(out["8-bit grayscale"], target_v)
+    out[f"resized {size[0]}x{size[1]}"] = resize(out[f"brightness -> mean {target_v:.0f}"], size)
+    out[f"median {median_ksize}x{median_ksize}"] = median_denoise(out[f"resized {size[0]}x{size[1]}"], median_ksize)
+    out["contrast stretch"] = enhance_contrast(out[f"median {median_ksize}x{median_ksize}"], *contrast)
+    out[f"equalised ({equalization})"] = equalize(out["contrast stretch"], equalization)
+    return out
+
+
+def preprocess(img, size=PAPER_SIZE, target_v: float = PAPER_TARGET_V, median_ksize: int = 3,
+               equalization: str | None = "clahe", contrast=(1.0, 99.0)) -> np.ndarray:
+    """The whole chain for one image -> uint8 ``(height, width)`` (no brightness filter here)."""
+    return list(pipeline_steps(img, size, target_v, median_ksize, equalization, contrast).values())[-1]
+
+
+def preprocess_set(images, size=PAPER_SIZE, max_v: float = PAPER_MAX_V, target_v: float = PAPER_TARGET_V,
+                   median_ksize: int = 3, equalization: str | None = "clahe", contrast=(1.0, 99.0),
+                   min_std: float = 1.0):
+    """Preprocess a list of images (any sizes / bit depths); drop too-bright and blank ones.
+
+    Returns ``(X, keep, report)``: ``X`` uint8 ``(n_kept, height, width)``; ``keep`` a boolean mask
+    over the input; ``report`` a DataFrame with one row per step: images in, removed, out.
+    """
+    images = list(images)
+    if not images:
+        raise ValueError("no images to preprocess")
+    ok_v, v = brightness_check(images, max_v)
+    out, keep_blank = [], np.zeros(len(images), bool)
+    for i, im in enumerate(images):
+        if not ok_v[i]:
+            continue
+        p = preprocess(im, size, target_v, median_ksize, equalization, contrast)
+        if p.std() >= min_std:
+            keep_blank[i] = True
+            out.append(p)
+    keep = ok_v & keep_blank
+    n = len(images)
+    report = pd.DataFrame([
+        {"step": "read (decoded images)", "in": n, "removed": 0, "out": n},
+        {"step": f"HSV brightness check (mean V > {max_v:g} dropped)", "in": n,
+         "removed": int((~ok_v).sum()), "out": int(ok_v.sum())},
+        {"step": f"grayscale, brightness -> {target_v:g}, resize, median {median_ksize}, contrast, "
+                 f"{equalization or 'no'} equalisation", "in": int(ok_v.sum()), "removed": 0, "out": int(ok_v.sum())},
+        {"step": f"blank after processing (SD < {min_std:g}) dropped", "in": int(ok_v.sum()),
+         "removed": int(ok_v.sum() - keep.sum()), "out": int(keep.sum())},
+    ])
+    if not out:
+        warnings.warn("every image was removed by the brightness / blank checks", stacklevel=2)
+        return np.zeros((0, int(size[0]), int(size[1])), np.uint8), keep, report
+    return np.stack(out), keep, report
+
+
+# ------------------------------------------------------------------------- features
+BRIGHTNESS_FEATURES = ("mean_gray", "sd_gray", "mean_v")
+
+
+def brightness_features(images) -> pd.DataFrame:
+    """Brightness of each *raw* image: mean and SD of 8-bit gray, mean HSV V (one row per image)."""
+    rows = []
+    for im in images:
+        g = to_gray8(im)
+        rows.append({"mean_gray": float(g.mean()), "sd_gray": float(g.std()), "mean_v": hsv_value(im)})
+    return pd.DataFrame(rows, columns=list(BRIGHTNESS_FEATURES))
+
+
+def glcm_features(gray, levels: int = 16, offsets=((0, 1), (1, 0), (1, 1), (1, -1))) -> dict:
+    """Gray-level co-occurrence texture (symmetric, normalised, averaged over ``offsets``).
+
+    ``contrast = sum p(i,j)(i-j)^2``, ``homogeneity = sum p/(1+|i-j|)``, ``energy = sqrt(sum p^2)``,
+    ``correlation = sum (i-mu)(j-mu)p / var`` (as in scikit-image's ``graycoprops``).
+    """
+    g = to_gray8(gray)
+    q = (g.astype(np.int64) * levels) // 256
+    h, w = q.shape
+    P = np.zeros((levels, levels))
+    for dy, dx in offsets:
+        y0, y1, x0, x1 = max(0, -dy), h - max(0, dy), max(0, -dx), w - max(0, dx)
+        a, b = q[y0:y1, x0:x1], q[y0 + dy:y1 + dy, x0 + dx:x1 + dx]
+        m = np.bincount((a * levels + b).ravel(), minlength=levels * levels).reshape(levels, levels)
+        P += m + m.T
+    P /= P.sum()
+    i, j = np.indices(P.shape)
+    mu = (i * P).sum()
+    var = ((i - mu) ** 2 * P).sum()
+    return {"glcm_contrast": float((P * (i - j) ** 2).sum()),
+            "glcm_homogeneity": float((P / (1 + np.abs(i - j))).sum()),
+            "glcm_energy": float(np.sqrt((P ** 2).sum())),
+            "glcm_correlation": float(((i - mu) * (j - mu) * P).sum() / var) if var > 0 else 1.0}
+
+
+def lbp_histogram(gray, bins: int = 8) -> dict:
+    """Share of pixels per 8-neighbour local-binary-pattern 'number of brighter neighbours' (0..8), binned."""
+    g = to_gray8(gray).astype(np.int16)
+    c = g[1:-1, 1:-1]
+    count = np.zeros_like(c)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy == dx == 0:
+                continue
+            count += (g[1 + dy:g.shape[0] - 1 + dy, 1 + dx:g.shape[1] - 1 + dx] >= c)
+    hist = np.bincount(count.ravel(), minlength=9)[:9] / count.size
+    edges = np.linspace(0, 9, bins + 1).astype(int)
+    return {f"lbp_{k}": float(hist[edges[k]:edges[k + 1]].sum()) for k in range(bins)}
+
+
+def morphology_features(gray) -> dict:
+    """Objects from an Otsu threshold of the (preprocessed) image: count, size and shape summaries."""
+    import cv2
+
+    g = to_gray8(gray)
+    blur = cv2.GaussianBlur(g, (5, 5), 0)
+    _, mask = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    area_img = float(g.size)
+    stats = []
+    for c in contours:
+        a = cv2.contourArea(c)
+        if a < 9:  # specks
+            continue
+        per = cv2.arcLength(c, True)
+        hull = cv2.contourArea(cv2.convexHull(c))
+        if len(c) >= 5:
+            (_, _), (ma, mi), _ = cv2.fitEllipse(c)
+            elong = max(ma, mi) / max(min(ma, mi), 1e-6)
+        else:
+            elong = 1.0
+        stats.append((a, 4 * np.pi * a / max(per, 1e-6) ** 2, elong, a / max(hull, 1e-6)))
+    s = np.array(stats) if stats else np.zeros((0, 4))
+    edges = cv2.Canny(g, 50, 150)
+    return {
+        "fg_fraction": float((mask > 0).mean()),
+        "objects_per_10k_px": float(len(s) / area_img * 1e4),
+        "object_area_median": float(np.median(s[:, 0]) / area_img * 1e4) if len(s) else 0.0,
+        "object_area_mean": float(s[:, 0].mean() / area_img * 1e4) if len(s) else 0.0,
+        "circularity_mean": float(np.clip(s[:, 1], 0, 1).mean()) if len(s) else 0.0,
+        "elongation_mean": float(np.clip(s[:, 2], 1, 20).mean()) if len(s) else 1.0,
+        "solidity_mean": float(s[:, 3].mean()) if len(s) else 0.0,
+        "edge_density": float((edges > 0).mean()),
+        "laplacian_var": float(cv2.Laplacian(g, cv2.CV_64F).var() / 1e3),
+    }
+
+
+def handcrafted_features(gray_images) -> pd.DataFrame:
+    """Morphology + texture features (one row per preprocessed 8-bit gray image; 25 columns).
+
+    Brightness is not among them: feed images that went through :func:`preprocess_set`.
+    """
+    rows = []
+    for g in gray_images:
+        row = morphology_features(g)
+        row.update(glcm_features(g))
+        row.update(lbp_histogram(g))
+        rows.append(row)
+    if not rows:
+        raise ValueError("no images to compute features of")
+    return pd.DataFrame(rows)
+
+
+def downsample(X, size) -> np.ndarray:
+    """Resize a stack ``(n, H, W)`` of uint8 images to ``size = (height, width)`` (area interpolation)."""
+    X = np.asarray(X)
+    if X.ndim != 3:
+        raise ValueError(f"expected a stack (n, H, W), got shape {X.shape}")
+    return np.stack([resize(x, size) for x in X]) if len(X) else np.zeros((0, *size), np.uint8)
+
+
+def feature_classifier(C: float = 1.0, seed: int = 0):
+    """The non-deep baseline: standardise features, then L2 logistic regression (class-balanced)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, class_weight="balanced",
+                                                              random_state=seed))
