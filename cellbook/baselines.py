@@ -114,3 +114,34 @@ def reconstruction_mse(method: str, X_train, X_test, n_components: int = 30, see
     model.fit(Xtr)
     rec = model.inverse_transform(model.transform(Xte))
     return float(np.mean((rec - Xte) ** 2))
+
+
+# ------------------------------------------------ Part III: RF / SVM on PCA or codes (appended)
+def code_classifier(kind: str = "rf", seed: int = 0, n_trees: int = 500):
+    """The paper's two classifiers for codes / PCA scores: ``"rf"`` (random forest, ``n_trees`` trees) or
+    ``"svm"`` (RBF SVM on standardised features)."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    if kind == "rf":
+        return RandomForestClassifier(n_estimators=n_trees, random_state=seed, n_jobs=1)
+    if kind == "svm":
+        return make_pipeline(StandardScaler(), SVC(kernel="rbf", C=1.0, gamma="scale", random_state=seed))
+    raise ValueError(f"unknown classifier {kind!r}; valid: rf, svm")
+
+
+def pca_classifier(kind: str = "rf", n_components: int = 30, seed: int = 0, n_trees: int = 500):
+    """PCA (fitted on the training samples) to ``n_components``, then :func:`code_classifier`."""
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(PCA(n_components=n_components, random_state=seed), code_classifier(kind, seed, n_trees))
+
+
+def logistic_all_genes(C: float = 0.1, seed: int = 0):
+    """Plain baseline: standardised genes -> multinomial logistic regression."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))

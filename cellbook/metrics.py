@@ -171,3 +171,99 @@ def chi_square(y_true, pred_a, pred_b) -> dict:
         return {"statistic": 0.0, "p_value": 1.0, "table": table.tolist()}
     chi2, p, _, _ = stats.chi2_contingency(table)
     return {"statistic": float(chi2), "p_value": float(p), "table": table.tolist()}
+
+
+# ------------------------------------------------------------- Part III: codes (appended)
+def _rank_rows(A: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+    return rankdata(A, axis=1, method="average")
+
+
+def profile_similarity(A, B, metric: str = "spearman") -> np.ndarray:
+    """Similarity of every row of ``A`` (n x genes) to every row of ``B`` (m x genes): ``(n, m)``.
+
+    ``metric="spearman"``: Spearman correlation (higher = closer); ``"mse"``: *minus* the mean
+    squared error (so that higher = closer for both).
+    """
+    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[1]:
+        raise ValueError(f"A and B must be 2-D with the same number of genes; got {A.shape} and {B.shape}")
+    if metric == "spearman":
+        ra, rb = _rank_rows(A), _rank_rows(B)
+        ra = ra - ra.mean(1, keepdims=True)
+        rb = rb - rb.mean(1, keepdims=True)
+        na, nb = np.linalg.norm(ra, axis=1), np.linalg.norm(rb, axis=1)
+        return (ra @ rb.T) / np.outer(np.where(na > 0, na, 1), np.where(nb > 0, nb, 1))
+    if metric == "mse":
+        d2 = (A ** 2).sum(1)[:, None] + (B ** 2).sum(1)[None, :] - 2 * A @ B.T
+        return -np.maximum(d2, 0) / A.shape[1]
+    raise ValueError(f"unknown metric {metric!r}; valid: spearman, mse")
+
+
+def rep_ranks(gep, rep, metric: str = "spearman", reverse: bool = False) -> np.ndarray:
+    """Rank of each sample's reproduced profile (REP) against the other original profiles (GEPs).
+
+    Forward (paper Fig. 2b,c): for GEP i, rank = 1 + number of other GEPs j closer to GEP i than
+    REP i.  ``reverse=True``: for REP i, rank = 1 + number of GEPs j != i closer to REP i than GEP i.
+    Rank 1 means the pair is closer than any other sample.  Shapes: ``gep``, ``rep`` samples x genes.
+    """
+    gep, rep = np.asarray(gep, dtype=np.float64), np.asarray(rep, dtype=np.float64)
+    if gep.shape != rep.shape:
+        raise ValueError(f"gep and rep must have the same shape; got {gep.shape} and {rep.shape}")
+    n = gep.shape[0]
+    own = np.diag(profile_similarity(gep, rep, metric))          # sim(GEP i, REP i)
+    if reverse:
+        sim = profile_similarity(rep, gep, metric)                # row i: REP i vs every GEP
+    else:
+        sim = profile_similarity(gep, gep, metric)                # row i: GEP i vs every GEP
+    np.fill_diagonal(sim, -np.inf)
+    return 1 + (sim > own[:, None]).sum(axis=1).astype(int) if n else np.array([], int)
+
+
+def rank_shares(ranks, top: int = 3) -> dict:
+    """Share of samples at rank 1..top and beyond: ``{"1": 0.88, "2": 0.08, "3": 0.03, ">3": 0.01}``."""
+    ranks = np.asarray(ranks)
+    if ranks.size == 0:
+        raise ValueError("no ranks")
+    out = {str(r): float(np.mean(ranks == r)) for r in range(1, top + 1)}
+    out[f">{top}"] = float(np.mean(ranks > top))
+    return out
+
+
+def pair_vs_nearest(gep, rep, metric: str = "spearman", reference=None) -> pd.DataFrame:
+    """Per sample: the GEP-REP value and the GEP-nearest-other-GEP value (Spearman r, or MSE).
+
+    ``reference`` (other samples x genes): look for the nearest other GEP there instead of among
+    the other rows of ``gep`` (e.g. the training set, for unseen tissues).  Columns: ``rep``,
+    ``nearest``, ``closer`` (REP closer than the nearest other GEP).
+    """
+    gep = np.asarray(gep, dtype=np.float64)
+    own = np.diag(profile_similarity(gep, rep, metric))
+    if reference is None:
+        sim = profile_similarity(gep, gep, metric)
+        np.fill_diagonal(sim, -np.inf)
+    else:
+        sim = profile_similarity(gep, reference, metric)
+    best = sim.max(axis=1)
+    sign = -1.0 if metric == "mse" else 1.0
+    return pd.DataFrame({"rep": sign * own, "nearest": sign * best, "closer": own > best})
+
+
+def wilcoxon(a, b, alternative: str = "two-sided") -> dict:
+    """Paired Wilcoxon signed-rank test: statistic, p-value, median difference."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError("the Wilcoxon test needs two paired samples of the same length (>= 2)")
+    res = stats.wilcoxon(a, b, alternative=alternative)
+    return {"statistic": float(res.statistic), "p_value": float(res.pvalue),
+            "median_difference": float(np.median(a - b)), "n": int(a.size)}
+
+
+def mse_per_sample(X, X_hat) -> np.ndarray:
+    """Mean squared error of each row (sample) of a reconstruction."""
+    X, X_hat = np.asarray(X, dtype=np.float64), np.asarray(X_hat, dtype=np.float64)
+    if X.shape != X_hat.shape:
+        raise ValueError(f"shapes differ: {X.shape} vs {X_hat.shape}")
+    return ((X - X_hat) ** 2).mean(axis=1)

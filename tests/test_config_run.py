@@ -55,6 +55,19 @@ def test_source_notebook_hygiene(name):
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
+def test_papermill_sees_every_parameter(name):
+    """papermill silently drops a parameter whose line it cannot parse (e.g. '=' in a comment)."""
+    import ast
+    nb = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    assigned = {t.id for node in ast.parse(src).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    assert assigned == set(run.notebook_parameters(name)), "papermill does not see: " + \
+        ", ".join(sorted(assigned - set(run.notebook_parameters(name))))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_every_profile_key_is_a_notebook_parameter(name):
     valid = run.notebook_parameters(name)
     for p in ("profile", "device", "seed"):

@@ -91,7 +91,7 @@ CELLNET = register(Dataset(
     name="cellnet_hg1133plus2",
     title="CellNet human compendium (Affymetrix HG-U133 Plus 2; 16 tissues/cell types x 65)",
     source="http://cellnet.hms.harvard.edu/downloads/ (CellNet_hg1133plus2 training data)",
-    citation="Cahan et al., Cell 158:903 (2014); Dinalankara et al., cell identity codes (2019)",
+    citation="Cahan et al., Cell 158:903 (2014); Abdolhosseini et al., Sci. Rep. 9:2342 (2019)",
     files=("cellnet_hg1133plus2.h5ad",),
     note="convert the compendium to an AnnData (samples x genes, obs['cell_type']) once",
 ))

@@ -1,0 +1,145 @@
+"""Gene-set over-representation for code components (Part III, Figs. 5-7).
+
+    sets = read_gmt("msigdb_c5.bp.v6.2.symbols.gmt")          # {term: set of UPPER-CASE symbols}
+    res = overrepresentation({"C1": genes1, "C2": genes2}, sets, background=measured_genes)
+    g = component_term_network(res, column="p_bonferroni", alpha=0.01)
+
+Symbols are matched case-insensitively (Enrichr files upper-case every symbol).  The background
+is the genes measured in the expression data that occur in the collection (the README of the
+gene-set folder asks for exactly this); set sizes and query sizes are counted inside it.
+P-values: hypergeometric upper tail ``P(X >= k)``; Bonferroni and Benjamini-Hochberg adjust over
+the terms tested for one query list.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def read_gmt(path, min_size: int = 1, max_size: int | None = None) -> dict[str, frozenset]:
+    """Read a GMT file (``name<TAB>description<TAB>gene...`` per line) -> ``{name: frozenset(UPPER genes)}``.
+
+    Sets with fewer than ``min_size`` or more than ``max_size`` genes are skipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"GMT file {path} does not exist (gene sets ship in $CELLBOOK_DATA/genesets/)")
+    sets: dict[str, frozenset] = {}
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.rstrip("\n\r")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) < 3:
+                raise ValueError(f"{path}:{lineno}: a GMT line needs a name, a description and genes, "
+                                 f"tab-separated; got {len(parts)} field(s)")
+            genes = frozenset(g.strip().upper() for g in parts[2:] if g.strip())
+            if len(genes) < min_size or (max_size is not None and len(genes) > max_size):
+                continue
+            sets[parts[0]] = genes
+    if not sets:
+        raise ValueError(f"{path}: no gene set with {min_size}-{max_size or 'any'} genes")
+    return sets
+
+
+def _adjust_bh(p: np.ndarray) -> np.ndarray:
+    n = p.size
+    if n == 0:
+        return p
+    order = np.argsort(p)
+    ranked = p[order] * n / np.arange(1, n + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty(n)
+    out[order] = np.minimum(ranked, 1.0)
+    return out
+
+
+def overrepresentation(queries: dict, gene_sets: dict, background, min_overlap: int = 1) -> pd.DataFrame:
+    """Hypergeometric over-representation of each query list in each gene set.
+
+    Parameters
+    ----------
+    queries : ``{query name: iterable of symbols}`` (e.g. top-100 genes per code component)
+    gene_sets : ``{term: set of symbols}`` (from :func:`read_gmt`)
+    background : the symbols measured in the data.  Universe = background ∩ genes of the collection.
+    min_overlap : report only terms with at least this many query genes in them.
+
+    Returns one row per (query, term) with ``k`` (overlap), ``set_size``, ``query_size``,
+    ``universe``, ``p``, ``p_bonferroni``, ``p_bh`` and ``genes`` (the overlap), sorted by p.
+    Adjustment is over every term with >= 1 universe gene, per query.
+    """
+    from scipy.stats import hypergeom
+
+    bg = {str(g).upper() for g in background if str(g).strip()}
+    collection = set().union(*gene_sets.values()) if gene_sets else set()
+    universe = bg & collection
+    if not universe:
+        raise ValueError("no gene of the gene-set collection occurs in the data's genes; check that both use "
+                         "gene symbols of the same species (the data's var must hold symbols, e.g. "
+                         "var['gene_symbol'])")
+    sets = {t: s & universe for t, s in gene_sets.items()}
+    sets = {t: s for t, s in sets.items() if s}
+    M = len(universe)
+    rows = []
+    for q, genes in queries.items():
+        qs = {str(g).upper() for g in genes} & universe
+        N = len(qs)
+        terms, ks, ns, overl = [], [], [], []
+        for t, s in sets.items():
+            ov = qs & s
+            terms.append(t)
+            ks.append(len(ov))
+            ns.append(len(s))
+            overl.append(ov)
+        ks, ns = np.array(ks), np.array(ns)
+        p = hypergeom.sf(ks - 1, M, ns, N) if N else np.ones(len(ks))
+        p = np.clip(p, 0, 1)
+        bonf = np.minimum(p * len(p), 1.0)
+        bh = _adjust_bh(p)
+        for i in np.where(ks >= max(min_overlap, 1))[0]:
+            rows.append({"query": q, "term": terms[i], "k": int(ks[i]), "set_size": int(ns[i]), "query_size": N,
+                         "universe": M, "p": float(p[i]), "p_bonferroni": float(bonf[i]), "p_bh": float(bh[i]),
+                         "genes": ",".join(sorted(overl[i]))})
+    cols = ["query", "term", "k", "set_size", "query_size", "universe", "p", "p_bonferroni", "p_bh", "genes"]
+    return pd.DataFrame(rows, columns=cols).sort_values(["p", "query"]).reset_index(drop=True)
+
+
+def significant(results: pd.DataFrame, column: str = "p_bonferroni", alpha: float = 0.01) -> pd.DataFrame:
+    """Rows of :func:`overrepresentation` with ``column <= alpha``."""
+    if column not in ("p", "p_bonferroni", "p_bh"):
+        raise ValueError(f"column must be p, p_bonferroni or p_bh; got {column!r}")
+    return results[results[column] <= alpha].reset_index(drop=True)
+
+
+def component_term_network(results: pd.DataFrame, column: str = "p_bonferroni", alpha: float = 0.01,
+                           max_terms_per_query: int | None = 10):
+    """networkx Graph: query nodes (``kind="component"``) linked to their significant terms (``kind="term"``).
+
+    Edges carry ``p`` (the adjusted p-value) and ``k`` (overlap).  At most ``max_terms_per_query``
+    terms per query (smallest p first), to keep the picture readable.
+    """
+    import networkx as nx
+
+    sig = significant(results, column, alpha).sort_values(column)
+    if max_terms_per_query:
+        sig = sig.groupby("query", sort=False).head(max_terms_per_query)
+    g = nx.Graph()
+    for _, r in sig.iterrows():
+        g.add_node(r["query"], kind="component")
+        g.add_node(r["term"], kind="term")
+        g.add_edge(r["query"], r["term"], p=float(r[column]), k=int(r["k"]))
+    return g
+
+
+def short_term(name: str, width: int = 38) -> str:
+    """``GO_MITOTIC_NUCLEAR_DIVISION`` -> ``mitotic nuclear division`` (shortened for plots)."""
+    s = name
+    for prefix in ("GO_", "REACTOME_", "WP_", "HALLMARK_"):
+        if s.startswith(prefix):
+            s = s[len(prefix):]
+            break
+    s = s.replace("_", " ").lower() if s.isupper() or "_" in s else s
+    return s if len(s) <= width else s[: width - 1] + "…"

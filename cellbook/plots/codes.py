@@ -1,0 +1,170 @@
+"""Figures for Part III (cell identity codes).  Every function returns the matplotlib Figure."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from . import PALETTE
+
+
+def architecture_comparison(df: pd.DataFrame, x: str = "mse_mean", err: str = "mse_se", label: str = "architecture",
+                            title: str = "", ax=None, highlight: str | None = None):
+    """Points with SE bars on a log10 axis, best at the top (paper Fig. 8 / Fig. 9 style)."""
+    d = df.sort_values(x, ascending=False).reset_index(drop=True)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.5, max(3, 0.38 * len(d) + 1.2)))
+    else:
+        fig = ax.figure
+    colors = sns.color_palette(PALETTE, 2)
+    for i, r in d.iterrows():
+        c = colors[1] if highlight and r[label] == highlight else colors[0]
+        ax.errorbar(r[x], i, xerr=r[err] if err and np.isfinite(r[err]) else None, fmt="o", color=c, capsize=3)
+    ax.set_yticks(range(len(d)), d[label])
+    ax.set_xscale("log")
+    ax.set_xlabel("test MSE (log scale), mean ± SE over folds")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def rank_shares(shares: dict, paper: dict | None = None, title: str = "", ax=None):
+    """Grouped bars: share of test samples whose REP ranks 1st / 2nd / 3rd / lower.
+
+    ``shares = {"Spearman": {"1": .9, "2": .05, ...}, "MSE": {...}}``; ``paper`` the same keys,
+    drawn as black ticks over the bars.
+    """
+    rows = [{"measure": m, "rank": r, "share": v} for m, d in shares.items() for r, v in d.items()]
+    df = pd.DataFrame(rows)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+    else:
+        fig = ax.figure
+    sns.barplot(data=df, x="rank", y="share", hue="measure", ax=ax, palette=PALETTE)
+    if paper:
+        measures = list(shares)
+        n = len(measures)
+        width = 0.8 / n
+        ranks = list(df["rank"].unique())
+        for j, m in enumerate(measures):
+            for i, r in enumerate(ranks):
+                v = (paper.get(m) or {}).get(r)
+                if v is not None:
+                    xc = i - 0.4 + width * (j + 0.5)
+                    ax.plot([xc - width / 2.5, xc + width / 2.5], [v, v], color="black", lw=2)
+        ax.plot([], [], color="black", lw=2, label="paper")
+        ax.legend(fontsize=8)
+    for p in ax.patches:
+        h = p.get_height()
+        if h > 0.005:
+            ax.annotate(f"{h:.0%}", (p.get_x() + p.get_width() / 2, h), ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(0, 1.08)
+    ax.set_xlabel("rank of the REP among all test GEPs")
+    ax.set_ylabel("share of test samples")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def pair_boxes(spearman: pd.DataFrame, mse: pd.DataFrame, title: str = "", p_values: tuple | None = None):
+    """Two panels of box plots: GEP-REP vs GEP-nearest-other-GEP, Spearman r and MSE (log scale)."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
+    for ax, df, name, log in ((axes[0], spearman, "Spearman r", False), (axes[1], mse, "MSE", True)):
+        long = pd.DataFrame({"pair": ["GEP-REP"] * len(df) + ["GEP-nearest GEP"] * len(df),
+                             name: np.r_[df["rep"].to_numpy(), df["nearest"].to_numpy()]})
+        sns.boxplot(data=long, x="pair", y=name, hue="pair", ax=ax, palette=PALETTE, legend=False)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("")
+    if p_values:
+        for ax, p in zip(axes, p_values):
+            ax.set_title(f"Wilcoxon p = {p:.1e}", fontsize=10)
+    if title:
+        fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def unseen_tissues(df: pd.DataFrame, label: str = "tissue", title: str = ""):
+    """Per held-out tissue: median Spearman r and median MSE of its REPs (paper Fig. 3)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, max(3, 0.35 * len(df) + 1.3)), sharey=True)
+    d = df.sort_values("median_spearman")
+    colors = sns.color_palette(PALETTE, 2)
+    axes[0].barh(d[label], d["median_spearman"], color=colors[0])
+    axes[0].set_xlabel("median Spearman r (REP vs GEP)")
+    axes[0].set_xlim(min(0.5, d["median_spearman"].min() - 0.05), 1)
+    axes[1].barh(d[label], d["median_mse"], color=colors[1])
+    axes[1].set_xlabel("median MSE (REP vs GEP)")
+    if "median_mse_seen" in d:
+        axes[1].scatter(d["median_mse_seen"], d[label], color="black", marker="|", s=200, zorder=3)
+        axes[1].set_title("black tick: median MSE of the training samples' own reconstructions", fontsize=9)
+    if title:
+        fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def error_counts(df: pd.DataFrame, title: str = "", ylabel: str = "misclassified test samples", fmt: str = "{:.0f}"):
+    """Grouped bars: our test-set errors beside the paper's (columns ``method``, ``ours``, ``paper``)."""
+    long = df.melt(id_vars="method", value_vars=[c for c in ("ours", "paper") if c in df], var_name="source",
+                   value_name="errors").dropna()
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(df) + 2), 4))
+    sns.barplot(data=long, x="method", y="errors", hue="source", ax=ax, palette=PALETTE)
+    for p in ax.patches:
+        h = p.get_height()
+        if np.isfinite(h) and p.get_width() > 0:
+            ax.annotate(fmt.format(h), (p.get_x() + p.get_width() / 2, h), ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("")
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def component_network(g, title: str = "", seed: int = 0, label_width: int = 34):
+    """Draw a component-to-term network (from :func:`cellbook.enrichment.component_term_network`)."""
+    import networkx as nx
+
+    from ..enrichment import short_term
+
+    fig, ax = plt.subplots(figsize=(11, 9))
+    if g.number_of_nodes() == 0:
+        ax.text(0.5, 0.5, "no significant term", ha="center", va="center")
+        ax.axis("off")
+        return fig
+    pos = nx.spring_layout(g, seed=seed, k=1.2 / np.sqrt(g.number_of_nodes()))
+    comps = [n for n, d in g.nodes(data=True) if d.get("kind") == "component"]
+    terms = [n for n, d in g.nodes(data=True) if d.get("kind") == "term"]
+    colors = sns.color_palette(PALETTE, 3)
+    nx.draw_networkx_edges(g, pos, ax=ax, alpha=0.4, width=1)
+    nx.draw_networkx_nodes(g, pos, nodelist=comps, node_color=[colors[0]], node_size=520, ax=ax)
+    nx.draw_networkx_nodes(g, pos, nodelist=terms, node_color=[colors[1]], node_size=60, node_shape="s", ax=ax)
+    nx.draw_networkx_labels(g, pos, labels={c: str(c) for c in comps}, font_size=8, font_weight="bold", ax=ax)
+    nx.draw_networkx_labels(g, pos, labels={t: short_term(t, label_width) for t in terms}, font_size=6.5,
+                            verticalalignment="bottom", ax=ax)
+    ax.set_title(title)
+    ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_points(df: pd.DataFrame, x: str = "accuracy_mean", err: str = "accuracy_se", label: str = "group",
+                    title: str = "", reference: dict | None = None, xlabel: str = "accuracy (mean ± SE)"):
+    """Points with error bars on a zoomed linear axis (differences near 100% stay visible)."""
+    d = df.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7, max(2.8, 0.42 * len(d) + 1.2)))
+    colors = sns.color_palette(PALETTE, len(d))
+    for i, r in d.iterrows():
+        ax.errorbar(r[x], i, xerr=r[err] if err and np.isfinite(r[err]) else None, fmt="o", color=colors[i], capsize=3)
+        ax.annotate(f"{r[x]:.3f}", (r[x], i), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8)
+    for name, value in (reference or {}).items():
+        ax.axvline(value, ls="--", lw=1, color="0.3")
+        ax.annotate(name, (value, len(d) - 0.5), fontsize=8, color="0.3", xytext=(3, 0), textcoords="offset points")
+    ax.set_yticks(range(len(d)), d[label])
+    ax.set_ylim(-0.6, len(d) - 0.3)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
