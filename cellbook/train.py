@@ -82,6 +82,9 @@ class Trainer:
         Mixed precision (bfloat16 autocast) is used on CUDA only, when ``amp`` is true.
     checkpoint : path, optional
         Also save the best state dict there.
+    monitor : {"val", "train"}
+        Which loss selects the best checkpoint and drives early stopping.  ``"train"`` only
+        *logs* the validation loss (e.g. a test-set learning curve that must not steer training).
     progress : bool, optional
         A tqdm bar per epoch; default on, off when ``CELLBOOK_PROGRESS=0`` (set by ``cellbook run``).
     """
@@ -92,11 +95,13 @@ class Trainer:
                  val_fraction: float = 0.1, patience: int | None = 5, augment: Callable | None = None,
                  device: str = "auto", amp: bool = True, seed: int = 0, progress: bool | None = None,
                  checkpoint: str | None = None, class_weight: np.ndarray | None = None,
-                 predict_batch_size: int = 1024):
+                 predict_batch_size: int = 1024, monitor: str = "val"):
         if task not in ("classification", "regression", "reconstruction"):
             raise ValueError(f"unknown task {task!r}; valid: classification, regression, reconstruction")
         if optimizer not in ("adam", "adamw", "sgd"):
             raise ValueError(f"unknown optimizer {optimizer!r}; valid: adam, adamw, sgd")
+        if monitor not in ("val", "train"):
+            raise ValueError(f"unknown monitor {monitor!r}; valid: val, train")
         if not 0 <= val_fraction < 1:
             raise ValueError("val_fraction must be in [0, 1)")
         if max_epochs < 1 or batch_size < 1:
@@ -113,6 +118,7 @@ class Trainer:
         self.seed, self.progress, self.checkpoint = int(seed), progress, checkpoint
         self.class_weight = class_weight
         self.predict_batch_size = int(predict_batch_size)
+        self.monitor = monitor
         self.history = pd.DataFrame()
         self.fit_seconds = 0.0
         self.best_epoch = None
@@ -241,7 +247,7 @@ class Trainer:
             if val_idx is None or len(val_idx):
                 row.update(self._evaluate(X_val, Yv, val_idx))
             rows.append(row)
-            monitor = row.get("val_loss", row["train_loss"])
+            monitor = row.get("val_loss", row["train_loss"]) if self.monitor == "val" else row["train_loss"]
             if monitor < best:
                 best, stale, self.best_epoch = monitor, 0, epoch
                 best_state = copy.deepcopy(self.model.state_dict())
@@ -252,7 +258,8 @@ class Trainer:
             if self.progress:
                 bar.set_postfix({k: f"{v:.4f}" for k, v in row.items()
                                  if k in ("train_loss", "val_loss", "val_accuracy")})
-            if self.patience is not None and "val_loss" in row and stale >= self.patience:
+            if self.patience is not None and (self.monitor == "train" or "val_loss" in row) \
+                    and stale >= self.patience:
                 break
         if best_state is not None:
             self.model.load_state_dict(best_state)

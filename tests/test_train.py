@@ -165,3 +165,14 @@ def test_grouped_validation_split_holds_out_whole_groups():
     assert "val_loss" in tr.history
     with pytest.raises(ValueError, match="groups has"):
         tr.fit(X, y, groups=groups[:-1])
+
+
+def test_monitor_train_only_logs_validation():
+    X, y = blobs(n=200)
+    Xv, yv = blobs(n=60, seed=5)
+    tr = Trainer(mlp(), max_epochs=8, lr=5e-2, patience=None, monitor="train", device="cpu",
+                 progress=False).fit(X, y, X_val=Xv, y_val=yv)
+    assert "val_loss" in tr.history
+    assert tr.best_epoch == int(tr.history.loc[tr.history["train_loss"].idxmin(), "epoch"])
+    with pytest.raises(ValueError, match="unknown monitor"):
+        Trainer(mlp(), monitor="test")

@@ -243,9 +243,13 @@ class CurveTrainer(Trainer):
     and the restored checkpoint use the training loss only, so the test set never steers training.
     """
 
-    def _evaluate(self, X, Y, idx) -> dict:
-        row = super()._evaluate(X, Y, idx)
-        return {"test" + k[3:]: v for k, v in row.items()}
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, monitor="train", **kwargs)
+
+    def fit(self, *args, **kwargs):
+        super().fit(*args, **kwargs)
+        self.history = self.history.rename(columns=lambda c: "test" + c[3:] if c.startswith("val_") else c)
+        return self
 
 
 def train_autoencoder(X_train, architecture: str = "L300,G,L30", *, X_test=None, epochs: int = 50,
