@@ -1,0 +1,455 @@
+"""Cell-type classifiers on raw counts, and annotation of new cells by gene name.
+
+:class:`CellTypeClassifier` is the whole Part I pipeline in one scikit-learn-style estimator:
+gene selection learned on the training cells only (genes detected in ``min_cells_per_gene``
+cells, optionally the ``n_genes`` most variable of them), an input transform (``"counts"`` = raw
+counts as in the paper, ``"log1p"`` = log1p of counts per 10k), a torch model from
+:mod:`cellbook.models` (single, jointly trained ensemble, or independently trained members with
+soft / hard voting), trained by :class:`cellbook.Trainer`.
+
+:func:`annotate` applies a fitted classifier to an AnnData of new cells: genes are aligned by
+name (missing genes are filled with zeros and counted in a warning; too few shared genes is an
+error), and the predicted label and its confidence (the top class probability) go to ``adata.obs``.
+
+    clf = CellTypeClassifier("cnn", ensemble="joint", k=5, transform="counts", max_epochs=30).fit_adata(train)
+    cellbook.annotate(new_cells, clf)          # new_cells.obs["predicted_cell_type"], ..._confidence
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from .datasets.scrna import check_counts
+from .preprocess.scrna import genes_detected, highly_variable, log_normalize
+from .splits import check_labels
+from .train import Trainer, count_parameters
+
+ARCHITECTURES = ("mlp", "cnn", "lstm", "lstm_att")
+ENSEMBLES = (None, "joint", "soft", "hard")
+TRANSFORMS = ("counts", "log1p")
+# The paper's optimiser settings (section 2.3): the Trainer defaults of this pipeline.
+PAPER_TRAINING = dict(batch_size=128, lr=5e-4, optimizer="adam", lr_step=200, lr_gamma=0.9)
+
+
+def build_model(architecture: str, n_genes: int, n_classes: int, **kwargs) -> torch.nn.Module:
+    """One member network: ``"mlp"``, ``"cnn"``, ``"lstm"`` or ``"lstm_att"`` (LSTM + attention)."""
+    from .models.cnn1d import CNN1D
+    from .models.mlp import MLP
+    from .models.recurrent import LSTMClassifier
+
+    if architecture == "mlp":
+        return MLP(n_genes, n_classes, **kwargs)
+    if architecture == "cnn":
+        return CNN1D(n_genes, n_classes, **kwargs)
+    if architecture in ("lstm", "lstm_att"):
+        return LSTMClassifier(n_genes, n_classes, attention=architecture == "lstm_att", **kwargs)
+    raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+
+
+def _counts_matrix(X, what="counts"):
+    if hasattr(X, "X") and hasattr(X, "obs"):
+        raise ValueError("pass a matrix here; use fit_adata / annotate for an AnnData")
+    if not hasattr(X, "shape") or len(X.shape) != 2:
+        raise ValueError(f"{what}: expected a 2-D cells x genes matrix")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{what}: empty matrix of shape {X.shape}")
+    check_counts(X, what)
+    return sp.csr_matrix(X, dtype=np.float32)
+
+
+class CellTypeClassifier:
+    """Gene selection + input transform + torch model (+ ensemble), trained with the Trainer.
+
+    Parameters
+    ----------
+    architecture : str or list of str
+        ``"mlp"``, ``"cnn"``, ``"lstm"``, ``"lstm_att"``; a list (e.g. ``["cnn", "lstm"]``) makes a
+        mixed ensemble with one member of each (``k`` is then ignored).
+    ensemble : None, "joint", "soft" or "hard"
+        ``"joint"``: K members' logits averaged and trained as one model (the authors' code);
+        ``"soft"`` / ``"hard"``: K members trained independently (seeds ``seed*1000 + i``) and
+        combined by soft / hard voting.
+    k : int
+        Ensemble size (5 in the paper).
+    transform : "counts" or "log1p"
+        Raw counts (the paper) or log1p of counts per 10k (library size over all the cell's genes).
+    n_genes : int or None
+        Keep the ``n_genes`` most variable genes (chosen on the training cells); ``None`` keeps every
+        gene detected in ``min_cells_per_gene`` training cells (the paper: all 13822 genes).
+    model_kwargs : dict
+        Passed to the member constructor (e.g. ``{"chunk": 100}`` for the LSTM).
+    **trainer_kwargs
+        Passed to :class:`cellbook.Trainer` (defaults: the paper's batch 128, Adam, lr 5e-4, x0.9 every
+        200 iterations).
+    """
+
+    def __init__(self, architecture: str | Sequence[str] = "cnn", ensemble: str | None = None, k: int = 5,
+                 transform: str = "log1p", n_genes: int | None = 2000, min_cells_per_gene: int = 3,
+                 model_kwargs: dict | None = None, seed: int = 0, device: str = "auto", **trainer_kwargs):
+        archs = [architecture] if isinstance(architecture, str) else list(architecture)
+        for a in archs:
+            if a not in ARCHITECTURES:
+                raise ValueError(f"unknown architecture {a!r}; valid: {', '.join(ARCHITECTURES)}")
+        if ensemble not in ENSEMBLES:
+            raise ValueError(f"unknown ensemble {ensemble!r}; valid: None, joint, soft, hard")
+        if len(archs) > 1 and ensemble is None:
+            ensemble = "joint"
+        if transform not in TRANSFORMS:
+            raise ValueError(f"unknown transform {transform!r}; valid: {', '.join(TRANSFORMS)}")
+        if ensemble is not None and int(k) < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if n_genes is not None and int(n_genes) < 1:
+            raise ValueError(f"n_genes must be >= 1 or None, got {n_genes}")
+        self.architectures, self.ensemble, self.k = archs, ensemble, int(k)
+        self.transform, self.n_genes, self.min_cells_per_gene = transform, n_genes, int(min_cells_per_gene)
+        self.model_kwargs = dict(model_kwargs or {})
+        self.seed, self.device = int(seed), device
+        self.trainer_kwargs = {**PAPER_TRAINING, **trainer_kwargs}
+        self.trainer_kwargs.setdefault("progress", False)
+
+    # ----------------------------------------------------------------- features
+    @property
+    def n_members(self) -> int:
+        if self.ensemble is None:
+            return 1
+        return len(self.architectures) if len(self.architectures) > 1 else self.k
+
+    def _member_archs(self) -> list[str]:
+        if len(self.architectures) > 1:
+            return self.architectures
+        return self.architectures * self.n_members
+
+    def _transform(self, Xsel, totals):
+        if self.transform == "counts":
+            return Xsel
+        scale = np.divide(1e4, totals, out=np.zeros_like(totals, dtype=np.float64), where=totals > 0)
+        Z = sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ Xsel)
+        Z.data = np.log1p(Z.data)
+        return Z
+
+    def features(self, X) -> sp.csr_matrix:
+        """Model input for raw counts ``X`` (cells x all the genes seen at fit time)."""
+        X = _counts_matrix(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} genes; the classifier was fitted on {self.n_features_in_} "
+                             f"(use cellbook.annotate to align genes by name)")
+        totals = np.asarray(X.sum(axis=1)).ravel()
+        return self._transform(X[:, self.gene_idx_], totals)
+
+    # ---------------------------------------------------------------------- fit
+    def fit(self, X, y, gene_names: Sequence[str] | None = None) -> "CellTypeClassifier":
+        """Fit on raw counts ``X`` (cells x genes, dense or sparse) and labels ``y`` (one per cell)."""
+        X = _counts_matrix(X)
+        y = np.asarray(y).astype(str)
+        if len(y) != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} cells but y has {len(y)} labels")
+        check_labels(y, min_per_class=2 if self.trainer_kwargs.get("val_fraction", 0.1) > 0 else 1)
+        if gene_names is not None and len(gene_names) != X.shape[1]:
+            raise ValueError(f"gene_names has {len(gene_names)} entries but X has {X.shape[1]} genes")
+        self.n_features_in_ = X.shape[1]
+        detected = np.flatnonzero(genes_detected(X, self.min_cells_per_gene))
+        if len(detected) < 2:
+            raise ValueError(f"fewer than 2 genes are detected in >= {self.min_cells_per_gene} training cells")
+        if self.n_genes is not None and len(detected) > self.n_genes:
+            hv = highly_variable(log_normalize(X[:, detected]), self.n_genes)
+            detected = detected[hv]
+        self.gene_idx_ = np.sort(detected)
+        self.genes_ = (np.asarray(gene_names).astype(str)[self.gene_idx_] if gene_names is not None else None)
+        Z = self.features(X)
+        self.classes_ = np.unique(y)
+        n_in, n_cls = len(self.gene_idx_), len(self.classes_)
+        t0 = time.perf_counter()
+        tk = dict(self.trainer_kwargs)
+        if self.ensemble in (None, "joint"):
+            from .models.ensemble import JointEnsemble
+
+            torch.manual_seed(self.seed)
+            members = []
+            for i, arch in enumerate(self._member_archs()):
+                torch.manual_seed(self.seed * 1000 + i)
+                members.append(build_model(arch, n_in, n_cls, **self._kwargs_for(arch)))
+            module = members[0] if self.ensemble is None else JointEnsemble(members)
+            self.trainer_ = Trainer(module, seed=self.seed, device=self.device, **tk).fit(Z, y)
+            self.histories_ = [self.trainer_.history]
+        else:
+            from .models.ensemble import VotingEnsemble
+
+            members, self.histories_ = [], []
+            for i, arch in enumerate(self._member_archs()):
+                s = self.seed * 1000 + i
+                torch.manual_seed(s)
+                m = build_model(arch, n_in, n_cls, **self._kwargs_for(arch))
+                tr = Trainer(m, seed=s, device=self.device, **tk).fit(Z, y)
+                members.append(tr.model)
+                self.histories_.append(tr.history)
+            self.trainer_ = Trainer(VotingEnsemble(members, self.ensemble), seed=self.seed, device=self.device, **tk)
+            self.trainer_.classes_ = self.classes_
+        self.module_ = self.trainer_.model
+        self.fit_seconds_ = time.perf_counter() - t0
+        self.n_parameters_ = count_parameters(self.module_)
+        return self
+
+    def _kwargs_for(self, arch: str) -> dict:
+        kw = self.model_kwargs.get(arch, None)
+        if isinstance(kw, dict):
+            return dict(kw)
+        # flat kwargs go to every member whose constructor takes them (e.g. chunk -> LSTM only)
+        import inspect
+
+        from .models.cnn1d import CNN1D
+        from .models.mlp import MLP
+        from .models.recurrent import LSTMClassifier
+
+        cls = {"mlp": MLP, "cnn": CNN1D, "lstm": LSTMClassifier, "lstm_att": LSTMClassifier}[arch]
+        accepted = set(inspect.signature(cls.__init__).parameters)
+        return {k: v for k, v in self.model_kwargs.items() if k not in ARCHITECTURES and k in accepted}
+
+    def fit_adata(self, adata, label_key: str = "cell_type", layer: str | None = "counts") -> "CellTypeClassifier":
+        """Fit on an AnnData: raw counts from ``layers[layer]`` (else ``X``), labels from ``obs[label_key]``."""
+        if label_key not in adata.obs:
+            raise ValueError(f"obs[{label_key!r}] is missing; columns present: {', '.join(map(str, adata.obs.columns))}")
+        X = adata.layers[layer] if layer and layer in adata.layers else adata.X
+        return self.fit(X, adata.obs[label_key].astype(str).values, gene_names=list(adata.var_names))
+
+    # ------------------------------------------------------------------ predict
+    def _check_fitted(self):
+        if not hasattr(self, "module_"):
+            raise ValueError("this CellTypeClassifier is not fitted yet; call fit() first")
+
+    def predict_proba(self, X, _features=None) -> np.ndarray:
+        """Class probabilities ``(n_cells, n_classes)`` in ``classes_`` order."""
+        self._check_fitted()
+        Z = self.features(X) if _features is None else _features
+        return self.trainer_.predict_proba(Z)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """Training history (per epoch) of the model, or of the first member for voting ensembles."""
+        self._check_fitted()
+        return self.histories_[0]
+
+    @property
+    def name(self) -> str:
+        arch = "+".join(a.upper().replace("_ATT", "+att") for a in self.architectures)
+        return arch if self.ensemble is None else f"{arch} ensemble ({self.ensemble})"
+
+
+def annotate(adata, model: CellTypeClassifier, key_added: str = "predicted_cell_type", layer: str | None = "counts",
+             min_overlap: float = 0.5, copy: bool = False):
+    """Predict cell types for the cells of ``adata`` with a fitted :class:`CellTypeClassifier`.
+
+    Genes are matched by name (``adata.var_names`` against the genes the model was trained on).
+    Model genes missing from ``adata`` are filled with zeros and counted in a warning; if fewer
+    than ``min_overlap`` (a share of the model's genes) are present, a ``ValueError`` is raised.
+    Library sizes for the log1p transform are taken over all of ``adata``'s genes.
+
+    Writes ``obs[key_added]`` (label), ``obs[key_added + "_confidence"]`` (top class probability)
+    and ``uns[key_added]`` (gene-overlap summary).  Returns ``adata`` (or the copy).
+    """
+    if not isinstance(model, CellTypeClassifier):
+        raise ValueError(f"model must be a fitted cellbook CellTypeClassifier, got {type(model).__name__}")
+    model._check_fitted()
+    if model.genes_ is None:
+        raise ValueError("the model was fitted without gene names (use fit_adata or fit(..., gene_names=...)); "
+                         "annotate aligns genes by name")
+    if not 0 < float(min_overlap) <= 1:
+        raise ValueError(f"min_overlap must be in (0, 1], got {min_overlap}")
+    if adata.n_obs == 0:
+        raise ValueError("adata has no cells")
+    if copy:
+        adata = adata.copy()
+    X = adata.layers[layer] if layer and layer in adata.layers else adata.X
+    X = _counts_matrix(X, "adata counts" + (f" (layers[{layer!r}])" if layer and layer in adata.layers else " (X)"))
+    names = pd.Index(adata.var_names.astype(str))
+    if not names.is_unique:
+        raise ValueError("adata.var_names are not unique; call adata.var_names_make_unique() first")
+    pos = names.get_indexer(model.genes_)
+    present = pos >= 0
+    n_model, n_found = len(model.genes_), int(present.sum())
+    if n_found < max(1, int(np.ceil(min_overlap * n_model))):
+        raise ValueError(f"only {n_found} of the model's {n_model} genes are in adata.var_names "
+                         f"(need >= {min_overlap:.0%}); are the gene names the same kind (symbols vs Ensembl ids) "
+                         f"and the same species?")
+    if n_found < n_model:
+        warnings.warn(f"annotate: {n_model - n_found} of the model's {n_model} genes are missing from adata; "
+                      f"they are filled with zeros", stacklevel=2)
+    # cells x model genes, missing columns left empty (zero)
+    sel = X[:, pos[present]].tocoo()
+    cols = np.flatnonzero(present)[sel.col]
+    Xm = sp.csr_matrix((sel.data, (sel.row, cols)), shape=(X.shape[0], n_model), dtype=np.float32)
+    totals = np.asarray(X.sum(axis=1)).ravel()
+    proba = model.predict_proba(None, _features=model._transform(Xm, totals))
+    adata.obs[key_added] = pd.Categorical(model.classes_[proba.argmax(1)], categories=model.classes_)
+    adata.obs[f"{key_added}_confidence"] = proba.max(1)
+    adata.uns[key_added] = {"model": model.name, "n_genes_model": n_model, "n_genes_found": n_found,
+                            "n_genes_missing": n_model - n_found}
+    return adata
+
+
+# ------------------------------------------------------------------ Part I experiments
+def with_voting(clf: CellTypeClassifier, mode: str) -> CellTypeClassifier:
+    """The same independently trained members, combined by another voting ``mode`` (no retraining)."""
+    import copy
+
+    from .models.ensemble import VotingEnsemble
+
+    clf._check_fitted()
+    if clf.ensemble not in ("soft", "hard"):
+        raise ValueError(f"with_voting needs a voting ensemble (soft/hard), not {clf.ensemble!r}")
+    out = copy.copy(clf)
+    out.ensemble = mode
+    out.trainer_ = copy.copy(clf.trainer_)
+    out.trainer_.model = VotingEnsemble(list(clf.module_.members), mode)
+    out.module_ = out.trainer_.model
+    out.fit_seconds_ = 0.0   # the members were trained once, for both voting modes
+    return out
+
+
+# The paper's Table 1 (every metric = accuracy: micro-averaged; see REFERENCE trap 1).
+PAPER_TABLE1 = {"MLP": 0.7651, "CNN": 0.904, "CNN ensemble (joint)": 0.9143, "LSTM": 0.8146,
+                "LSTM + attention": 0.8983, "LSTM ensemble (joint)": 0.8797, "CNN + LSTM": 0.8704}
+
+
+def model_zoo(k: int = 5, include=None) -> dict:
+    """Table 1's models: name -> spec (``CellTypeClassifier`` arguments, or a baseline).
+
+    ``"shares"`` marks a voting ensemble that reuses another entry's members (trained once).
+    """
+    zoo = {
+        "MLP": dict(architecture="mlp"),
+        "MLP ensemble (joint)": dict(architecture="mlp", ensemble="joint", k=k),
+        "CNN": dict(architecture="cnn"),
+        "CNN ensemble (joint)": dict(architecture="cnn", ensemble="joint", k=k),
+        "CNN ensemble (soft vote)": dict(architecture="cnn", ensemble="soft", k=k),
+        "CNN ensemble (hard vote)": dict(architecture="cnn", ensemble="hard", k=k, shares="CNN ensemble (soft vote)"),
+        "LSTM": dict(architecture="lstm"),
+        "LSTM + attention": dict(architecture="lstm_att"),
+        "LSTM ensemble (joint)": dict(architecture="lstm", ensemble="joint", k=k),
+        "CNN + LSTM": dict(architecture=["cnn", "lstm"], ensemble="joint"),
+        "Logistic regression (HVG)": dict(baseline="logreg"),
+        "kNN on PCA": dict(baseline="knn"),
+    }
+    if include is not None:
+        unknown = sorted(set(include) - set(zoo))
+        if unknown:
+            raise ValueError(f"unknown model(s) {', '.join(unknown)}; valid: {', '.join(zoo)}")
+        zoo = {name: zoo[name] for name in include}
+        for name, spec in zoo.items():   # a shared voting entry needs its source
+            if "shares" in spec and spec["shares"] not in zoo:
+                zoo[name] = {k_: v for k_, v in spec.items() if k_ != "shares"}
+    return zoo
+
+
+BASELINE_GENES = 2000   # HVGs for the baselines, whatever the deep models get (their usual setting)
+
+
+def _baseline(kind: str, seed):
+    from .baselines import PCAKNN, HVGLogisticRegression
+
+    if kind == "logreg":
+        return HVGLogisticRegression(n_top_genes=BASELINE_GENES, seed=seed)
+    return PCAKNN(n_top_genes=BASELINE_GENES, seed=seed)
+
+
+def fit_model(spec: dict, X, y, gene_names=None, *, seed: int = 0, fitted: dict | None = None, **common):
+    """Fit one zoo entry; returns ``(estimator, fit_seconds, n_parameters)``.
+
+    ``common`` are :class:`CellTypeClassifier` arguments shared by all deep models (transform,
+    n_genes, max_epochs, lr, model_kwargs, device, ...); baselines use their own ``BASELINE_GENES``
+    HVGs (chosen on the training cells) and are deterministic given the training cells.
+    """
+    if "baseline" in spec:
+        est = _baseline(spec["baseline"], seed)
+        t0 = time.perf_counter()
+        est.fit(X, y)
+        secs = time.perf_counter() - t0
+        coef = getattr(est.model_, "coef_", None)
+        n_par = int(coef.size + est.model_.intercept_.size) if coef is not None else 0
+        return est, secs, n_par
+    if "shares" in spec and fitted and spec["shares"] in fitted:
+        clf = with_voting(fitted[spec["shares"]], spec["ensemble"])
+        return clf, fitted[spec["shares"]].fit_seconds_, clf.n_parameters_
+    args = {k_: v for k_, v in spec.items() if k_ != "shares"}
+    clf = CellTypeClassifier(**args, seed=seed, **common).fit(X, y, gene_names=gene_names)
+    return clf, clf.fit_seconds_, clf.n_parameters_
+
+
+def evaluate_models(X, y, splits, zoo: dict, gene_names=None, labels=None, progress: bool = True, **common):
+    """Fit and score every zoo model on every split.
+
+    ``splits`` is a list of ``(split_id, train_idx, test_idx)`` (e.g. :func:`cellbook.splits.repeated_splits`).
+    Returns ``(records, predictions, fitted)``: a DataFrame with one row per model and split (all of
+    :func:`cellbook.metrics.classification`, ``fit_seconds``, ``n_parameters``), a dict
+    ``{(model, split_id): predicted labels of the test cells}``, and the last split's fitted models.
+    """
+    from . import metrics
+
+    y = np.asarray(y).astype(str)
+    labels = np.unique(y) if labels is None else labels
+    rows, preds, cache = [], {}, {}
+    for split_id, tr, te in splits:
+        seed = int(split_id) if str(split_id).lstrip("-").isdigit() else 0
+        fitted = {}
+        for name, spec in zoo.items():
+            key = (name, np.asarray(tr).tobytes())
+            if "baseline" in spec and key in cache:     # deterministic: same training cells, same model
+                est, secs, n_par = cache[key]
+            else:
+                est, secs, n_par = fit_model(spec, X[tr], y[tr], gene_names, seed=seed, fitted=fitted, **common)
+                if "baseline" in spec:
+                    cache[key] = (est, secs, n_par)
+            fitted[name] = est
+            pred = np.asarray(est.predict(X[te])).astype(str)
+            preds[(name, split_id)] = pred
+            row = {"model": name, "split": split_id, **metrics.classification(y[te], pred, labels=labels),
+                   "fit_seconds": secs, "n_parameters": n_par}
+            rows.append(row)
+            if progress:
+                print(f"  split {split_id}: {name:28s} acc {row['accuracy']:.3f}  macro-F1 {row['f1_macro']:.3f}"
+                      f"  {secs:6.1f} s", flush=True)
+    return pd.DataFrame(rows), preds, fitted
+
+
+# Coarse lineages shared by the van Galen 2019 bone-marrow labels and GSE194122's fine labels, for
+# cross-dataset checks (labels not listed map to None and are left out of the comparison).
+LINEAGES_VANGALEN = {
+    "HSC": "stem/progenitor", "Prog": "stem/progenitor", "GMP": "myeloid", "ProMono": "myeloid", "Mono": "myeloid",
+    "cDC": "dendritic", "pDC": "dendritic", "earlyEry": "erythroid", "lateEry": "erythroid", "ProB": "B",
+    "B": "B", "Plasma": "B", "T": "T/NK", "CTL": "T/NK", "NK": "T/NK",
+}
+LINEAGE_RULES_GSE194122 = [  # (whole word of the GSE194122 label, lineage), first match wins
+    ("HSC", "stem/progenitor"), ("MK/E", "stem/progenitor"), ("G/M", "myeloid"), ("Mono", "myeloid"),
+    ("cDC1", "dendritic"), ("cDC2", "dendritic"), ("pDC", "dendritic"), ("Proerythroblast", "erythroid"),
+    ("Erythroblast", "erythroid"), ("Normoblast", "erythroid"), ("Reticulocyte", "erythroid"), ("B", "B"),
+    ("Plasma", "B"), ("Plasmablast", "B"), ("NK", "T/NK"), ("ILC", "T/NK"), ("ILC1", "T/NK"), ("T", "T/NK"),
+    ("MAIT", "T/NK"), ("gdT", "T/NK"),
+]
+
+
+def to_lineage(labels, mapping=None) -> np.ndarray:
+    """Map cell-type labels to coarse lineages: a dict (exact labels) or ``(word, lineage)`` rules.
+
+    With ``mapping=None`` the van Galen dict is tried first, then the GSE194122 rules (matched on whole
+    words, so "integrinB7+" is not "B"); labels that match nothing (e.g. "Lymph prog") give None.
+    """
+    out = []
+    for lab in np.asarray(labels).astype(str):
+        if isinstance(mapping, dict):
+            out.append(mapping.get(lab))
+            continue
+        if mapping is None and lab in LINEAGES_VANGALEN:
+            out.append(LINEAGES_VANGALEN[lab])
+            continue
+        words = set(lab.split())
+        rules = LINEAGE_RULES_GSE194122 if mapping is None else mapping
+        out.append(next((lin for key, lin in rules if key in words), None))
+    return np.array(out, dtype=object)
