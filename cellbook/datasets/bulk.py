@@ -16,14 +16,13 @@ Every loader returns an AnnData: samples x genes in ``X`` (dense float32), the l
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .registry import DataInfo, DatasetNotFoundError, announce, info_for, locate
+from .registry import DataInfo, info_for, load_source, locate
 
 
 def check_expression(adata, label_key: str = "cell_type", min_per_label: int = 2):
@@ -245,16 +244,4 @@ def load_bulk(source: str = "tcga6", path=None, fallback: str = "synthetic", see
     (counts summed per donor x type), ``vangalen_cells`` (per-cell counts).
     ``fallback="synthetic"`` returns a labelled synthetic stand-in when the data is not found.
     """
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
-    if fallback not in ("synthetic", "error"):
-        raise ValueError("fallback must be 'synthetic' or 'error'")
-    try:
-        adata = SOURCES[source](path=path)
-    except DatasetNotFoundError as err:
-        if fallback == "error":
-            raise
-        warnings.warn(f"{err}\nFalling back to a SYNTHETIC stand-in.", stacklevel=2)
-        adata = synthetic_bulk(seed=seed)
-    announce(DataInfo(**adata.uns["cellbook_data"]))
-    return adata
+    return load_source(SOURCES, source, path=path, fallback=fallback, synthetic=synthetic_bulk, seed=seed)

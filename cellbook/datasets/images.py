@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .registry import DataInfo, DatasetNotFoundError, announce, info_for, locate, sha256sum
+from .registry import DataInfo, info_for, load_source, locate, sha256sum
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -249,19 +249,8 @@ LOADERS = {
 def load_images(source: str = "stemcell_passage_phase", path=None, fallback: str = "synthetic",
                 seed: int = 0) -> ImageSet:
     """Load a registered image dataset; ``fallback="synthetic"`` gives a labelled stand-in when missing."""
-    if source not in LOADERS:
-        raise ValueError(f"unknown image source {source!r}; valid: {', '.join(LOADERS)}")
-    if fallback not in ("synthetic", "error"):
-        raise ValueError("fallback must be 'synthetic' or 'error'")
-    try:
-        ims = LOADERS[source](path=path)
-    except DatasetNotFoundError as err:
-        if fallback == "error":
-            raise
-        warnings.warn(f"{err}\nFalling back to a SYNTHETIC stand-in.", stacklevel=2)
-        ims = synthetic_images(seed=seed)
-    announce(ims.info)
-    return ims
+    return load_source(LOADERS, source, path=path, fallback=fallback, synthetic=synthetic_images, seed=seed,
+                       info=lambda ims: ims.info)
 
 
 def folder_digest(folder: str | os.PathLike, extensions=IMAGE_EXTENSIONS + (".csv",)) -> str:

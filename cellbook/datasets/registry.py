@@ -209,3 +209,26 @@ def announce(info: DataInfo) -> DataInfo:
     if not info.real:
         warnings.warn(f"{info.name}: using a SYNTHETIC stand-in; numbers are not about real cells", stacklevel=2)
     return info
+
+
+def load_source(loaders: dict, source: str, *, path=None, fallback: str = "synthetic", synthetic=None,
+                seed: int = 0, info=None):
+    """Load ``loaders[source](path=path)``; when its data is missing, a labelled stand-in or the error.
+
+    ``fallback="synthetic"`` calls ``synthetic(seed=seed)`` (with a warning) when the loader raises
+    :class:`DatasetNotFoundError`; ``fallback="error"`` re-raises it.  ``info(obj)`` gives the
+    :class:`DataInfo` that is printed (default: ``obj.uns["cellbook_data"]``, for AnnData).
+    """
+    if source not in loaders:
+        raise ValueError(f"unknown source {source!r}; valid: {', '.join(loaders)}")
+    if fallback not in ("synthetic", "error"):
+        raise ValueError("fallback must be 'synthetic' or 'error'")
+    try:
+        obj = loaders[source](path=path)
+    except DatasetNotFoundError as err:
+        if fallback == "error" or synthetic is None:
+            raise
+        warnings.warn(f"{err}\nFalling back to a SYNTHETIC stand-in.", stacklevel=3)
+        obj = synthetic(seed=seed)
+    announce(info(obj) if info else DataInfo(**obj.uns["cellbook_data"]))
+    return obj

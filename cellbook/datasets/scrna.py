@@ -6,13 +6,12 @@ All loaders return an AnnData with raw counts in ``X`` (scipy CSR), the same cou
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .registry import DatasetNotFoundError, announce, info_for, locate
+from .registry import DatasetNotFoundError, info_for, load_source, locate
 
 
 def check_counts(X, what: str = "counts") -> None:
@@ -284,18 +283,4 @@ def load_scrna(source: str = "vangalen2019", path=None, fallback: str = "synthet
     ``fallback="synthetic"`` returns a labelled synthetic stand-in when the real data is not
     found (with a warning); ``fallback="error"`` raises the loader's clear not-found error.
     """
-    from .registry import DataInfo
-
-    if source not in LOADERS:
-        raise ValueError(f"unknown source {source!r}; valid: {', '.join(LOADERS)}")
-    if fallback not in ("synthetic", "error"):
-        raise ValueError("fallback must be 'synthetic' or 'error'")
-    try:
-        adata = LOADERS[source](path=path)
-    except DatasetNotFoundError as err:
-        if fallback == "error":
-            raise
-        warnings.warn(f"{err}\nFalling back to a SYNTHETIC stand-in.", stacklevel=2)
-        adata = synthetic_counts(seed=seed)
-    announce(DataInfo(**adata.uns["cellbook_data"]))
-    return adata
+    return load_source(LOADERS, source, path=path, fallback=fallback, synthetic=synthetic_counts, seed=seed)
