@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -80,7 +81,12 @@ def stage(root: Path = REPO_ROOT) -> Path:
     for name in executed_chapters(root):
         dst = site / "notebooks" / f"{name}.ipynb"
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(executed_path(name, root), dst)
+        nb = json.loads(executed_path(name, root).read_text())
+        for cell in nb["cells"]:  # papermill's injected values: folded, one click away
+            tags = cell.get("metadata", {}).get("tags", [])
+            if "injected-parameters" in tags and "hide-input" not in tags:
+                cell["metadata"]["tags"] = tags + ["hide-input"]
+        dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
     return site
 
 

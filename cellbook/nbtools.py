@@ -62,9 +62,14 @@ def hygiene_problems(path: str | Path) -> list[str]:
 
 
 def error_outputs(path: str | Path) -> list[str]:
-    """Error outputs of an executed notebook (``ename: evalue`` per failing cell)."""
+    """Error outputs of an executed notebook (``ename: evalue`` per failing cell), and cells that
+    papermill did not complete (a run that was killed leaves them ``pending`` or ``running``)."""
     nb = json.loads(Path(path).read_text())
     errs = []
+    for i, c in enumerate(nb.get("cells", [])):
+        status = c.get("metadata", {}).get("papermill", {}).get("status")
+        if c.get("cell_type") == "code" and status not in (None, "completed"):
+            errs.append(f"cell {i}: not completed (papermill status {status!r})")
     for i, c in enumerate(nb.get("cells", [])):
         for o in c.get("outputs", []) or []:
             if o.get("output_type") == "error":

@@ -150,7 +150,14 @@ def test_book_check_reports_missing_and_failed(tmp_path, monkeypatch):
     nb.parent.mkdir(parents=True)
     nb.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": [
         {"output_type": "error", "ename": "ValueError", "evalue": "x", "traceback": []}]}]}))
+    half = tmp_path / "book" / "_build" / "executed" / "demo" / "half.ipynb"
+    half.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": [],
+                                           "metadata": {"papermill": {"status": "pending"}}}]}))
+    toc = yaml.safe_load((tmp_path / "_toc.yml").read_text())
+    toc["chapters"].append({"file": "notebooks/demo/half"})
+    (tmp_path / "_toc.yml").write_text(yaml.safe_dump(toc))
     problems = book.check(tmp_path)
+    assert any("demo/half: cell 0: not completed" in p for p in problems)
     assert any("demo/bad: cell 0: ValueError" in p for p in problems)
     assert any("demo/gone: no executed copy" in p for p in problems)
     assert any("book/missing_page" in p for p in problems)
