@@ -17,7 +17,6 @@ ifeq ($(origin CELLBOOK_DATA), undefined)
     export CELLBOOK_DATA := $(abspath ../shared/data)
   endif
 endif
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
 .PHONY: book notebooks html test test-fast clean install bench

@@ -5,13 +5,10 @@ and ``plots/codes.py``.  Every function returns the matplotlib Figure.
 """
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg") if not matplotlib.get_backend().lower().startswith(("module://matplotlib_inline", "inline")) else None
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt  # the backend is the caller's: inline in notebooks, Agg when headless
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
 PALETTE = "colorblind"      # categorical (Okabe-Ito-like), colour-blind safe
 SEQUENTIAL = "viridis"      # heatmaps, perceptually uniform
