@@ -14,3 +14,14 @@ def data_root() -> Path:
         if cand and Path(cand).is_dir():
             return Path(cand)
     pytest.skip("real data not available: set CELLBOOK_DATA or provide ../shared/data")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models train faster on one thread, and a shared CPU makes two threads much slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -3,17 +3,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from cellbook.annotate import CellTypeClassifier, annotate
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models train faster on one thread, and a shared CPU makes two threads much slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _adata(n=120, g=60, seed=0):

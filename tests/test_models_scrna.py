@@ -9,13 +9,7 @@ from cellbook.models.ensemble import JointEnsemble, VotingEnsemble, joint
 from cellbook.models.mlp import MLP
 from cellbook.models.recurrent import LSTMClassifier
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models train faster on one thread, and a shared CPU makes two threads much slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("make", [
