@@ -55,6 +55,17 @@ class _Head(nn.Module):
         return self.fc(self.drop(torch.flatten(self.pool(x), 1)))
 
 
+def _conv_stages(in_channels: int, widths, convs_per_stage: int, conv) -> nn.Sequential:
+    """Stages of ``convs_per_stage`` x [conv(c_in, c_out) -> BatchNorm -> ReLU], each then 2x2 max-pool."""
+    layers, c = [], in_channels
+    for w in widths:
+        for _ in range(convs_per_stage):
+            layers += [conv(c, w), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            c = w
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
 class SCNN(nn.Module):
     """Depthwise-separable CNN (the paper's SCNN).
 
@@ -66,14 +77,9 @@ class SCNN(nn.Module):
                  convs_per_stage: int = 1, dropout: float = 0.3):
         super().__init__()
         _check(in_channels, n_classes, widths)
-        layers, c = [], in_channels
-        for w in widths:
-            for _ in range(convs_per_stage):
-                layers += [SeparableConv2d(c, w, kernel_size), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
-                c = w
-            layers.append(nn.MaxPool2d(2))
-        self.features = nn.Sequential(*layers)
-        self.head = _Head(c, n_classes, dropout)
+        self.features = _conv_stages(in_channels, widths, convs_per_stage,
+                                     lambda c, w: SeparableConv2d(c, w, kernel_size))
+        self.head = _Head(widths[-1], n_classes, dropout)
 
     def forward(self, x):
         return self.head(self.features(x))
@@ -126,14 +132,9 @@ class SmallVGG(nn.Module):
                  fc: int = 128, dropout: float = 0.3):
         super().__init__()
         _check(in_channels, n_classes, widths)
-        layers, c = [], in_channels
-        for w in widths:
-            for _ in range(convs_per_stage):
-                layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
-                c = w
-            layers.append(nn.MaxPool2d(2))
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(c * 4, fc),
+        self.features = _conv_stages(in_channels, widths, convs_per_stage,
+                                     lambda c, w: nn.Conv2d(c, w, 3, padding=1, bias=False))
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(widths[-1] * 4, fc),
                                         nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(fc, n_classes))
 
     def forward(self, x):
