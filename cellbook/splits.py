@@ -7,6 +7,8 @@
 - :func:`stratified_kfold` -- stratified K-fold (an error when a class has fewer cells than folds).
 - :func:`group_split` -- train on some groups (donors, sites, batches), test on the others.
 - :func:`leave_groups_out` -- K folds that each hold out whole groups (GroupKFold).
+- :func:`grouped_folds` -- stratified K folds of whole groups (e.g. image tiles of one frame).
+- :func:`grouped_size_splits` -- learning-curve training sets of growing size, by whole groups.
 
 Every function returns integer index arrays ``(train_idx, test_idx)`` (sorted) into the input.
 """
@@ -116,4 +118,73 @@ def leave_groups_out(groups, n_folds: int = 3, y=None) -> list[tuple[np.ndarray,
             yy = np.asarray(y).astype(str)
             te = te[np.isin(yy[te], list(set(yy[tr])))]
         out.append((np.sort(tr), np.sort(te), sorted(set(groups[te]))))
+    return out
+
+
+# ------------------------------------------------ grouped splits for images (Part II)
+def _stratified_groups(groups: np.ndarray, labels: np.ndarray):
+    """Unique groups and the (majority) label of each."""
+    df = pd.DataFrame({"g": groups, "y": labels})
+    lab = df.groupby("g")["y"].agg(lambda s: s.value_counts().index[0])
+    return lab.index.to_numpy(), lab.to_numpy()
+
+
+def grouped_folds(labels, groups, n_splits: int = 4, seed: int = 0) -> list:
+    """``StratifiedGroupKFold`` folds ``[(train_idx, test_idx), ...]``: a group is never on both sides."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if len(labels) != len(groups):
+        raise ValueError(f"{len(labels)} labels but {len(groups)} groups")
+    n_groups = len(np.unique(groups))
+    if n_groups < n_splits:
+        raise ValueError(f"{n_groups} groups cannot make {n_splits} grouped folds; use n_splits <= {n_groups}")
+    cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return [(tr, te) for tr, te in cv.split(np.zeros(len(labels)), labels, groups)]
+
+
+def grouped_size_splits(labels, groups, sizes, n_repeats: int = 5, test_fraction: float = 0.25,
+                        seed: int = 0) -> list[dict]:
+    """Learning-curve splits by whole groups (source frames).
+
+    For each repeat: a stratified random ``test_fraction`` of the groups is held out; from the
+    rest, nested training sets are drawn by adding whole groups (classes in the pool's proportion)
+    until each size in ``sizes`` (images) is reached (the last group is cut to hit the size
+    exactly).  Returns ``[{"repeat", "size", "train", "test"}, ...]`` (index arrays).
+    A size larger than the training pool is a ``ValueError``.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if len(labels) != len(groups):
+        raise ValueError(f"{len(labels)} labels but {len(groups)} groups")
+    if not 0 < test_fraction < 1:
+        raise ValueError("test_fraction must be in (0, 1)")
+    ug, gl = _stratified_groups(groups, labels)
+    classes = np.unique(gl)
+    if len(classes) < 2:
+        raise ValueError("grouped splits need groups of at least two classes")
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in range(n_repeats):
+        test_g = []
+        for c in classes:
+            gc = ug[gl == c]
+            test_g += list(rng.choice(gc, size=max(1, int(round(test_fraction * len(gc)))), replace=False))
+        test = np.flatnonzero(np.isin(groups, test_g))
+        pool_g = ug[~np.isin(ug, test_g)]
+        pool_lab = gl[~np.isin(ug, test_g)]
+        n_pool = int(np.isin(groups, pool_g).sum())
+        if max(sizes) > n_pool:
+            raise ValueError(f"training size {max(sizes)} exceeds the {n_pool} images left after holding out "
+                             f"{len(test)} test images; use smaller sizes or a smaller test_fraction")
+        # interleave the classes so every prefix of the order is roughly stratified
+        per = {c: list(rng.permutation(pool_g[pool_lab == c])) for c in classes}
+        share = {c: len(per[c]) / len(pool_g) for c in classes}
+        order, taken = [], {c: 0 for c in classes}
+        while any(per[c] for c in classes):
+            c = min((c for c in classes if per[c]), key=lambda c: (taken[c] + 1) / share[c])
+            order.append(per[c].pop(0))
+            taken[c] += 1
+        idx_order = np.concatenate([rng.permutation(np.flatnonzero(groups == g)) for g in order])
+        for s in sizes:
+            out.append({"repeat": r, "size": int(s), "train": np.sort(idx_order[:int(s)]), "test": test})
     return out

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+from cellbook import splits as cbsplits
 from cellbook.datasets import images as dsi
 
 
@@ -61,7 +62,7 @@ def test_synthetic_images_labelled():
 def test_grouped_size_splits_keep_groups_apart():
     labels = np.repeat(["a", "b"], [40, 32])
     groups = np.repeat([f"g{i}" for i in range(18)], 4)
-    splits = dsi.grouped_size_splits(labels, groups, sizes=[8, 20, 40], n_repeats=3, seed=0)
+    splits = cbsplits.grouped_size_splits(labels, groups, sizes=[8, 20, 40], n_repeats=3, seed=0)
     assert len(splits) == 9
     for s in splits:
         assert len(s["train"]) == s["size"]
@@ -70,19 +71,19 @@ def test_grouped_size_splits_keep_groups_apart():
     r0 = [s for s in splits if s["repeat"] == 0]
     assert set(r0[0]["train"]) <= set(r0[1]["train"]) <= set(r0[2]["train"])    # nested
     with pytest.raises(ValueError, match="exceeds"):
-        dsi.grouped_size_splits(labels, groups, sizes=[70], n_repeats=1)
+        cbsplits.grouped_size_splits(labels, groups, sizes=[70], n_repeats=1)
 
 
 def test_grouped_folds():
     labels = np.repeat(["a", "b"], 20)
     groups = np.repeat(np.arange(10), 4).astype(str)
-    folds = dsi.grouped_folds(labels, groups, n_splits=5, seed=0)
+    folds = cbsplits.grouped_folds(labels, groups, n_splits=5, seed=0)
     seen = np.concatenate([te for _, te in folds])
     assert sorted(seen.tolist()) == list(range(40))
     for tr, te in folds:
         assert not set(groups[tr]) & set(groups[te])
     with pytest.raises(ValueError, match="groups cannot make"):
-        dsi.grouped_folds(labels, groups, n_splits=11)
+        cbsplits.grouped_folds(labels, groups, n_splits=11)
 
 
 def _real(data_root, name):

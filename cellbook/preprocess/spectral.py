@@ -219,8 +219,9 @@ def ssn_grid(stacks, labels, groups, ws_values=(1, 3, 5, 7, 9, 11, 13), ssn_valu
     """
     from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold
     from sklearn.preprocessing import StandardScaler
+
+    from ..splits import grouped_folds
 
     if classifier not in ("qda", "logreg"):
         raise ValueError(f"unknown pixel classifier {classifier!r}; valid: qda, logreg")
@@ -253,7 +254,7 @@ def ssn_grid(stacks, labels, groups, ws_values=(1, 3, 5, 7, 9, 11, 13), ssn_valu
             sel, _ = select_ssn(stacks[i], c, ws, min(kmax, ws * ws - 1), patch_radius, spatial_weight)
             feats.append(stacks[i][sel[..., 0], sel[..., 1]])        # (n_pixels, k', B)
         neigh[ws] = feats
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(stacks, y, groups)
+    folds = grouped_folds(y, groups, n_splits=n_splits, seed=seed)
     rows = []
     for fold, (tr, te) in enumerate(folds):
         Xte = [stacks[i][test_px[i][:, 0], test_px[i][:, 1]] for i in te]
