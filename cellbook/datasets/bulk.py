@@ -237,7 +237,7 @@ SOURCES = {
 }
 
 
-def load_bulk(source: str = "tcga6", path=None, fallback: str = "synthetic", seed: int = 0):
+def load_bulk(source: str = "tcga6", path=None, fallback: str = "error", seed: int = 0):
     """Load a labelled expression compendium by name; print and record which source was used.
 
     Sources: ``tcga6`` (raw counts), ``cellnet`` (the paper's, log2), ``vangalen_pseudobulk``

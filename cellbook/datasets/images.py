@@ -246,7 +246,7 @@ LOADERS = {
 }
 
 
-def load_images(source: str = "stemcell_passage_phase", path=None, fallback: str = "synthetic",
+def load_images(source: str = "stemcell_passage_phase", path=None, fallback: str = "error",
                 seed: int = 0) -> ImageSet:
     """Load a registered image dataset; ``fallback="synthetic"`` gives a labelled stand-in when missing."""
     return load_source(LOADERS, source, path=path, fallback=fallback, synthetic=synthetic_images, seed=seed,

@@ -211,7 +211,7 @@ def announce(info: DataInfo) -> DataInfo:
     return info
 
 
-def load_source(loaders: dict, source: str, *, path=None, fallback: str = "synthetic", synthetic=None,
+def load_source(loaders: dict, source: str, *, path=None, fallback: str = "error", synthetic=None,
                 seed: int = 0, info=None):
     """Load ``loaders[source](path=path)``; when its data is missing, a labelled stand-in or the error.
 

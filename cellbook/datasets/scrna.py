@@ -277,7 +277,7 @@ LOADERS = {
 }
 
 
-def load_scrna(source: str = "vangalen2019", path=None, fallback: str = "synthetic", seed: int = 0):
+def load_scrna(source: str = "vangalen2019", path=None, fallback: str = "error", seed: int = 0):
     """Load a single-cell dataset by source name; print and record which source was used.
 
     ``fallback="synthetic"`` returns a labelled synthetic stand-in when the real data is not
