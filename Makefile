@@ -1,13 +1,16 @@
 # cellbook: the two commands a new user needs.
-#   make book   - set up, execute every notebook (papermill, PROFILE=quick) and build book/_build/html
+#   make book   - set up, fetch the data the chapters need (official sources, or CELLBOOK_MIRROR),
+#                 execute every notebook (papermill, PROFILE=quick) and build book/_build/html
 #   make test   - set up and run the tests (the browser test too, once the book is built)
 # Options: make book PROFILE=full DEVICE=cuda   |   make book NOTEBOOKS=part1   |   PYTHON=python3.11
+#          make book FALLBACK=synthetic   (the offline demo: labelled SYNTHETIC stand-ins, nothing fetched)
 
 PYTHON   ?= python3
 VENV     ?= .venv
 PROFILE  ?= quick
 DEVICE   ?= auto
 NOTEBOOKS ?= all
+FALLBACK ?=
 PY       := $(VENV)/bin/python
 STAMP    := $(VENV)/.cellbook-installed
 
@@ -32,7 +35,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 notebooks: $(STAMP)
-	$(VENV)/bin/cellbook run $(NOTEBOOKS) --profile $(PROFILE) --device $(DEVICE)
+	$(VENV)/bin/cellbook run $(NOTEBOOKS) --profile $(PROFILE) --device $(DEVICE) $(if $(FALLBACK),-p fallback=$(FALLBACK))
 
 html: $(STAMP)
 	$(PY) -m cellbook.book

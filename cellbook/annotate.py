@@ -26,9 +26,9 @@ import scipy.sparse as sp
 import torch
 
 from .datasets.scrna import check_counts
-from .preprocess.scrna import genes_detected, highly_variable, log_normalize
-from .splits import check_labels
-from .train import Trainer, count_parameters
+from .preprocess.scrna import align_genes, genes_detected, highly_variable, log_normalize, matrix_and_names
+from .splits import as_labels, check_labels
+from .train import NotFittedError, Trainer, count_parameters
 
 ARCHITECTURES = ("mlp", "cnn", "lstm", "lstm_att")
 ENSEMBLES = (None, "joint", "soft", "hard")
@@ -54,7 +54,7 @@ def build_model(architecture: str, n_genes: int, n_classes: int, **kwargs) -> to
 
 def _counts_matrix(X, what="counts"):
     if hasattr(X, "X") and hasattr(X, "obs"):
-        raise ValueError("pass a matrix here; use fit_adata / annotate for an AnnData")
+        raise ValueError("pass a matrix here; use fit_adata / predict(adata) / annotate for an AnnData")
     if not hasattr(X, "shape") or len(X.shape) != 2:
         raise ValueError(f"{what}: expected a 2-D cells x genes matrix")
     if X.shape[0] == 0 or X.shape[1] == 0:
@@ -134,7 +134,8 @@ class CellTypeClassifier:
         return Z
 
     def features(self, X) -> sp.csr_matrix:
-        """Model input for raw counts ``X`` (cells x all the genes seen at fit time)."""
+        """Model input for raw counts ``X`` (cells x all the genes seen at fit time, in that order)."""
+        self._check_fitted(fitting=hasattr(self, "gene_idx_"))
         X = _counts_matrix(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} genes; the classifier was fitted on {self.n_features_in_} "
@@ -144,15 +145,26 @@ class CellTypeClassifier:
 
     # ---------------------------------------------------------------------- fit
     def fit(self, X, y, gene_names: Sequence[str] | None = None) -> "CellTypeClassifier":
-        """Fit on raw counts ``X`` (cells x genes, dense or sparse) and labels ``y`` (one per cell)."""
+        """Fit on raw counts ``X`` (cells x genes, dense or sparse) and labels ``y`` (one per cell).
+
+        ``gene_names`` (one per column; taken from the columns of a DataFrame ``X``) lets
+        :meth:`predict` and :func:`annotate` align new cells' genes by name.  A missing label
+        (NaN / None) is a ``ValueError`` naming the cells.
+        """
+        X, gene_names = matrix_and_names(X, gene_names, what="X")
         X = _counts_matrix(X)
-        y = np.asarray(y).astype(str)
+        y = as_labels(y, "y")
         if len(y) != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} cells but y has {len(y)} labels")
         check_labels(y, min_per_class=2 if self.trainer_kwargs.get("val_fraction", 0.1) > 0 else 1)
-        if gene_names is not None and len(gene_names) != X.shape[1]:
-            raise ValueError(f"gene_names has {len(gene_names)} entries but X has {X.shape[1]} genes")
+        if gene_names is not None:
+            from .datasets.scrna import check_unique_genes
+
+            check_unique_genes(gene_names, "gene_names", "give unique names (sum or drop the duplicated genes' "
+                                                         "columns first, or use Ensembl ids)")
         self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = None if gene_names is None else np.asarray(gene_names, dtype=object)
+        self._order_warned = False
         detected = np.flatnonzero(genes_detected(X, self.min_cells_per_gene))
         if len(detected) < 2:
             raise ValueError(f"fewer than 2 genes are detected in >= {self.min_cells_per_gene} training cells")
@@ -215,21 +227,68 @@ class CellTypeClassifier:
         if label_key not in adata.obs:
             raise ValueError(f"obs[{label_key!r}] is missing; columns present: {', '.join(map(str, adata.obs.columns))}")
         X = adata.layers[layer] if layer and layer in adata.layers else adata.X
-        return self.fit(X, adata.obs[label_key].astype(str).values, gene_names=list(adata.var_names))
+        y = as_labels(adata.obs[label_key].to_numpy(), f"obs[{label_key!r}]", names=adata.obs_names)
+        return self.fit(X, y, gene_names=list(adata.var_names))
 
     # ------------------------------------------------------------------ predict
-    def _check_fitted(self):
-        if not hasattr(self, "module_"):
-            raise ValueError("this CellTypeClassifier is not fitted yet; call fit() first")
+    def _check_fitted(self, fitting: bool = False):
+        if not hasattr(self, "module_") and not fitting:
+            raise NotFittedError(f"this CellTypeClassifier ({self.name}) is not fitted yet; call fit(X, y) or "
+                                 f"fit_adata(adata) before predict / predict_proba / annotate")
 
-    def predict_proba(self, X, _features=None) -> np.ndarray:
-        """Class probabilities ``(n_cells, n_classes)`` in ``classes_`` order."""
+    def _aligned_features(self, X, names, what: str = "X", min_overlap: float = 0.5, stacklevel: int = 4,
+                          checked: bool = False):
+        """Model input for counts ``X`` whose columns are the genes ``names``, matched by name.
+
+        The model's genes missing from ``names`` are zeros (warned); library sizes (log1p) are taken
+        over all of ``X``'s genes.  ``(features, n model genes found)``.  ``checked``: ``X`` already went
+        through ``_counts_matrix``.
+        """
+        X = X if checked else _counts_matrix(X, what)
+        if len(names) != X.shape[1]:
+            raise ValueError(f"{len(names)} gene names but {what} has {X.shape[1]} genes (columns)")
+        if self.genes_ is None:
+            raise ValueError("the model was fitted without gene names, so genes cannot be matched by name; refit "
+                             "with fit_adata(adata) or fit(X, y, gene_names=...), or pass a bare matrix whose "
+                             "columns are the training genes in the training order")
+        known = getattr(self, "feature_names_in_", None)
+        if known is not None and list(names) == list(known):
+            return self.features(X), len(self.genes_)          # same genes, same order: nothing to align
+        Xm, n_found = align_genes(X, names, self.genes_, what, min_overlap, stacklevel=stacklevel)
+        totals = np.asarray(X.sum(axis=1)).ravel()
+        return self._transform(Xm, totals), n_found
+
+    def _input_features(self, X, gene_names, layer):
+        """Model input for what predict / predict_proba got: AnnData / DataFrame / matrix (+ gene_names)."""
         self._check_fitted()
-        Z = self.features(X) if _features is None else _features
+        M, names = matrix_and_names(X, gene_names, layer)
+        if names is not None:
+            return self._aligned_features(M, names, stacklevel=5)[0]
+        if self.genes_ is not None and not getattr(self, "_order_warned", False):
+            self._order_warned = True
+            warnings.warn(f"{self.name}: predict got a bare matrix without gene names, so its columns are taken to be "
+                          f"the {self.n_features_in_} training genes in the training order; a different order gives "
+                          f"wrong predictions silently. Pass gene_names=..., an AnnData or a DataFrame to match "
+                          f"genes by name (warned once per model)", UserWarning, stacklevel=4)
+        return self.features(M)
+
+    def predict_proba(self, X, gene_names: Sequence[str] | None = None, layer: str | None = "counts",
+                      _features=None) -> np.ndarray:
+        """Class probabilities ``(n_cells, n_classes)`` in ``classes_`` order.
+
+        ``X``: raw counts as an AnnData (``layers[layer]`` else ``X``; genes matched by ``var_names``), a
+        DataFrame (genes matched by column name), or a matrix: with ``gene_names`` its genes are matched by
+        name; without, its columns must be the training genes in the training order (warned once when the
+        model knows its gene names).
+        """
+        self._check_fitted()
+        Z = self._input_features(X, gene_names, layer) if _features is None else _features
         return self.trainer_.predict_proba(Z)
 
-    def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(1)]
+    def predict(self, X, gene_names: Sequence[str] | None = None, layer: str | None = "counts") -> np.ndarray:
+        """Predicted labels (``classes_``) for ``X`` (as in :meth:`predict_proba`)."""
+        proba = self.predict_proba(X, gene_names, layer)
+        return self.classes_[proba.argmax(1)]
 
     @property
     def history(self) -> pd.DataFrame:
@@ -268,26 +327,12 @@ def annotate(adata, model: CellTypeClassifier, key_added: str = "predicted_cell_
     if copy:
         adata = adata.copy()
     X = adata.layers[layer] if layer and layer in adata.layers else adata.X
-    X = _counts_matrix(X, "adata counts" + (f" (layers[{layer!r}])" if layer and layer in adata.layers else " (X)"))
-    names = pd.Index(adata.var_names.astype(str))
-    if not names.is_unique:
-        raise ValueError("adata.var_names are not unique; call adata.var_names_make_unique() first")
-    pos = names.get_indexer(model.genes_)
-    present = pos >= 0
-    n_model, n_found = len(model.genes_), int(present.sum())
-    if n_found < max(1, int(np.ceil(min_overlap * n_model))):
-        raise ValueError(f"only {n_found} of the model's {n_model} genes are in adata.var_names "
-                         f"(need >= {min_overlap:.0%}); are the gene names the same kind (symbols vs Ensembl ids) "
-                         f"and the same species?")
-    if n_found < n_model:
-        warnings.warn(f"annotate: {n_model - n_found} of the model's {n_model} genes are missing from adata; "
-                      f"they are filled with zeros", stacklevel=2)
-    # cells x model genes, missing columns left empty (zero)
-    sel = X[:, pos[present]].tocoo()
-    cols = np.flatnonzero(present)[sel.col]
-    Xm = sp.csr_matrix((sel.data, (sel.row, cols)), shape=(X.shape[0], n_model), dtype=np.float32)
-    totals = np.asarray(X.sum(axis=1)).ravel()
-    proba = model.predict_proba(None, _features=model._transform(Xm, totals))
+    what = "adata counts" + (f" (layers[{layer!r}])" if layer and layer in adata.layers else " (X)")
+    X = _counts_matrix(X, what)
+    Z, n_found = model._aligned_features(X, list(adata.var_names.astype(str)), "adata", min_overlap, stacklevel=4,
+                                         checked=True)
+    n_model = len(model.genes_)
+    proba = model.predict_proba(None, _features=Z)
     adata.obs[key_added] = pd.Categorical(model.classes_[proba.argmax(1)], categories=model.classes_)
     adata.obs[f"{key_added}_confidence"] = proba.max(1)
     adata.uns[key_added] = {"model": model.name, "n_genes_model": n_model, "n_genes_found": n_found,
@@ -370,7 +415,7 @@ def fit_model(spec: dict, X, y, gene_names=None, *, seed: int = 0, fitted: dict 
     if "baseline" in spec:
         est = _baseline(spec["baseline"], seed)
         t0 = time.perf_counter()
-        est.fit(X, y)
+        est.fit(X, y, gene_names=gene_names)
         secs = time.perf_counter() - t0
         coef = getattr(est.model_, "coef_", None)
         n_par = int(coef.size + est.model_.intercept_.size) if coef is not None else 0
@@ -393,7 +438,7 @@ def evaluate_models(X, y, splits, zoo: dict, gene_names=None, labels=None, progr
     """
     from . import metrics
 
-    y = np.asarray(y).astype(str)
+    y = as_labels(y, "y")
     labels = np.unique(y) if labels is None else labels
     rows, preds, cache = [], {}, {}
     for split_id, tr, te in splits:
@@ -408,7 +453,8 @@ def evaluate_models(X, y, splits, zoo: dict, gene_names=None, labels=None, progr
                 if "baseline" in spec:
                     cache[key] = (est, secs, n_par)
             fitted[name] = est
-            pred = np.asarray(est.predict(X[te])).astype(str)
+            pred = np.asarray(est.predict(X[te], gene_names=gene_names) if gene_names is not None
+                              else est.predict(X[te])).astype(str)
             preds[(name, split_id)] = pred
             row = {"model": name, "split": split_id, **metrics.classification(y[te], pred, labels=labels),
                    "fit_seconds": secs, "n_parameters": n_par}

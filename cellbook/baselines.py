@@ -6,9 +6,13 @@
 - :func:`reconstruction_mse` -- PCA / NMF / kernel-PCA reconstruction error at a given dimension.
 
 Each classifier has ``fit(X, y)``, ``predict(X)``, ``predict_proba(X)`` and ``classes_``;
-``X`` is cells x genes raw counts (dense or sparse) unless ``counts=False``.
+``X`` is cells x genes raw counts (dense or sparse, a DataFrame or an AnnData) unless ``counts=False``.
+Fitted with gene names (``gene_names=``, DataFrame columns, ``var_names``), predict matches genes by
+name; predict before fit is scikit-learn's ``NotFittedError``.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,11 +20,28 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.utils.validation import check_is_fitted
 
-from .preprocess.scrna import highly_variable, log_normalize
+from .preprocess.scrna import align_genes, highly_variable, log_normalize, matrix_and_names
+from .splits import check_missing
 
 
 class _ExpressionClassifier(BaseEstimator, ClassifierMixin):
+    def _input(self, X, what: str = "X"):
+        """A counts check (``counts=True``) and a matrix whose numbers are sane."""
+        from .datasets.scrna import check_counts
+
+        if not hasattr(X, "shape") or len(X.shape) != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(f"{what}: expected a non-empty 2-D cells x genes matrix; got "
+                             f"{getattr(X, 'shape', type(X).__name__)}")
+        if self.counts:
+            check_counts(X, what)
+        else:
+            data = X.data if sp.issparse(X) else np.asarray(X)
+            if not np.issubdtype(data.dtype, np.number) or not np.all(np.isfinite(data)):
+                raise ValueError(f"{what}: expected finite numbers (NaN, infinite or non-numeric values found)")
+        return X
+
     def _features_fit(self, X):
         Xl = log_normalize(X) if self.counts else (sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X, np.float32))
         self.genes_ = highly_variable(Xl, self.n_top_genes) if self.n_top_genes else np.arange(X.shape[1])
@@ -30,7 +51,24 @@ class _ExpressionClassifier(BaseEstimator, ClassifierMixin):
         self.scale_ = np.where(sd > 0, sd, 1.0)
         return np.clip((Z - self.mean_) / self.scale_, -10, 10)
 
-    def _features(self, X):
+    def _features(self, X, gene_names=None):
+        check_is_fitted(self, "model_")
+        X, names = matrix_and_names(X, gene_names, layer="counts" if self.counts else None)
+        known = getattr(self, "feature_names_in_", None)
+        if names is not None:
+            if known is None:
+                raise ValueError(f"{type(self).__name__} was fitted without gene names, so genes cannot be matched "
+                                 f"by name; refit with fit(X, y, gene_names=...) (or a DataFrame / AnnData), or "
+                                 f"pass a bare matrix whose columns are the training genes in the training order")
+            if list(names) != list(known):
+                X, _ = align_genes(X, names, known, "X", stacklevel=5)
+        elif known is not None and not getattr(self, "_order_warned", False):
+            self._order_warned = True
+            warnings.warn(f"{type(self).__name__}: predict got a bare matrix without gene names, so its columns are "
+                          f"taken to be the {self.n_features_in_} training genes in the training order; pass "
+                          f"gene_names=..., an AnnData or a DataFrame to match genes by name (warned once)",
+                          UserWarning, stacklevel=4)
+        X = self._input(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} genes; the model was fitted on {self.n_features_in_}")
         Xl = log_normalize(X) if self.counts else X
@@ -38,11 +76,21 @@ class _ExpressionClassifier(BaseEstimator, ClassifierMixin):
         Z = Z.toarray() if sp.issparse(Z) else np.asarray(Z)
         return np.clip((Z - self.mean_) / self.scale_, -10, 10)
 
-    def fit(self, X, y):
-        y = np.asarray(y)
+    def fit(self, X, y, gene_names=None):
+        """Fit on ``X`` (cells x genes: matrix, DataFrame or AnnData) and labels ``y``.
+
+        ``gene_names`` (or the DataFrame's columns / AnnData's var_names) let predict match genes by name.
+        """
+        X, names = matrix_and_names(X, gene_names, layer="counts" if self.counts else None)
+        X = self._input(X)
+        y = check_missing(y, "y")
+        if len(y) != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} cells but y has {len(y)} labels")
         if len(np.unique(y)) < 2:
             raise ValueError("need at least 2 classes")
         self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = None if names is None else np.asarray(names, dtype=object)
+        self._order_warned = False
         Z = self._features_fit(X)
         self.model_ = self._make().fit(self._embed_fit(Z), y)
         self.classes_ = self.model_.classes_
@@ -54,11 +102,14 @@ class _ExpressionClassifier(BaseEstimator, ClassifierMixin):
     def _embed(self, Z):
         return Z
 
-    def predict_proba(self, X):
-        return self.model_.predict_proba(self._embed(self._features(X)))
+    def predict_proba(self, X, gene_names=None):
+        """Class probabilities ``(cells, classes)``; ``X`` as in :meth:`fit` (genes matched by name when named)."""
+        Z = self._embed(self._features(X, gene_names))      # checks fitted first
+        return self.model_.predict_proba(Z)
 
-    def predict(self, X):
-        return self.classes_[self.predict_proba(X).argmax(1)]
+    def predict(self, X, gene_names=None):
+        proba = self.predict_proba(X, gene_names)
+        return self.classes_[proba.argmax(1)]
 
 
 class HVGLogisticRegression(_ExpressionClassifier):

@@ -18,31 +18,60 @@ import numpy as np
 import pandas as pd
 
 
-def read_gmt(path, min_size: int = 1, max_size: int | None = None) -> dict[str, frozenset]:
+def read_gmt(path, min_size: int = 1, max_size: int | None = None, encoding: str = "utf-8") -> dict[str, frozenset]:
     """Read a GMT file (``name<TAB>description<TAB>gene...`` per line) -> ``{name: frozenset(UPPER genes)}``.
 
-    Sets with fewer than ``min_size`` or more than ``max_size`` genes are skipped.
+    Sets with fewer than ``min_size`` or more than ``max_size`` genes are skipped.  A term that occurs
+    twice is a ``ValueError`` naming it and both lines (a later line must not silently replace an
+    earlier set); a file in another encoding (e.g. UTF-16 from Excel) is a ``ValueError`` naming it
+    and the encoding (pass ``encoding=`` or convert it to UTF-8).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GMT file {path} does not exist (gene sets ship in $CELLBOOK_DATA/genesets/)")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode(encoding)
+    except (UnicodeDecodeError, LookupError) as err:
+        guess = ("UTF-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or raw[1:2] == b"\x00" or raw[:1] == b"\x00"
+                 else "not " + encoding)
+        raise ValueError(f"GMT file {path} cannot be read as {encoding} ({guess}: {err}); convert it to UTF-8 "
+                         f"(e.g. `iconv -f UTF-16 -t UTF-8 {path.name} > fixed.gmt`) or pass "
+                         f"read_gmt(..., encoding='utf-16')") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]                                   # a UTF-8 byte-order mark
     sets: dict[str, frozenset] = {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.rstrip("\n\r")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) < 3:
-                raise ValueError(f"{path}:{lineno}: a GMT line needs a name, a description and genes, "
-                                 f"tab-separated; got {len(parts)} field(s)")
-            genes = frozenset(g.strip().upper() for g in parts[2:] if g.strip())
-            if len(genes) < min_size or (max_size is not None and len(genes) > max_size):
-                continue
-            sets[parts[0]] = genes
+    first_line: dict[str, int] = {}
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")   # universal newlines, as open() reads
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) < 3:
+            raise ValueError(f"{path}:{lineno}: a GMT line needs a name, a description and genes, "
+                             f"tab-separated; got {len(parts)} field(s)")
+        name = parts[0]
+        if name in first_line:
+            raise ValueError(f"{path}: gene set {name!r} occurs twice (lines {first_line[name]} and {lineno}); "
+                             f"a term must be unique: delete or rename one of the lines")
+        first_line[name] = lineno
+        genes = frozenset(g.strip().upper() for g in parts[2:] if g.strip())
+        if len(genes) < min_size or (max_size is not None and len(genes) > max_size):
+            continue
+        sets[name] = genes
     if not sets:
         raise ValueError(f"{path}: no gene set with {min_size}-{max_size or 'any'} genes")
     return sets
+
+
+def _gene_list(genes, what: str) -> list:
+    """``genes`` as a list of symbols; a bare string (iterated letter by letter) or a non-iterable is an error."""
+    if isinstance(genes, (str, bytes)):
+        raise ValueError(f"{what} is the string {genes[:40]!r}, not a list of genes (a string would be matched "
+                         f"letter by letter); pass a list, e.g. [{genes[:12]!r}] or {genes[:12]!r}.split()")
+    if isinstance(genes, dict) or not hasattr(genes, "__iter__"):
+        raise ValueError(f"{what} must be a list / set / array of gene symbols; got {type(genes).__name__}")
+    return list(genes)
 
 
 def _adjust_bh(p: np.ndarray) -> np.ndarray:
@@ -73,6 +102,15 @@ def overrepresentation(queries: dict, gene_sets: dict, background, min_overlap: 
     """
     from scipy.stats import hypergeom
 
+    if not isinstance(queries, dict):
+        raise ValueError(f"queries must be a dict {{query name: list of genes}}, got {type(queries).__name__}; "
+                         f"e.g. overrepresentation({{'C1': genes}}, ...)")
+    if not isinstance(gene_sets, dict):
+        raise ValueError(f"gene_sets must be a dict {{term: set of genes}} (read_gmt's output), "
+                         f"got {type(gene_sets).__name__}")
+    queries = {q: _gene_list(g, f"query {q!r}") for q, g in queries.items()}
+    gene_sets = {t: set(_gene_list(g, f"gene set {t!r}")) for t, g in gene_sets.items()}
+    background = _gene_list(background, "background")
     bg = {str(g).upper() for g in background if str(g).strip()}
     collection = set().union(*gene_sets.values()) if gene_sets else set()
     universe = bg & collection

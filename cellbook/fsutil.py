@@ -21,6 +21,17 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# tempfile creates private files (0600) and folders (0700); what we publish gets the usual
+# modes (0666 / 0777 less the umask), as a plain open() or mkdir() would give it.
+_UMASK = _umask()
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
     """Yield a temporary path beside ``dest``; on normal exit it replaces ``dest`` atomically.
@@ -36,6 +47,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
     os.close(fd)
     tmp = Path(tmp)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
         yield tmp
         if tmp.is_file():
             with open(tmp, "rb+") as fh:
@@ -60,6 +72,7 @@ def atomic_dir(dest: str | os.PathLike):
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_UMASK)
         yield tmp
         old = None
         if dest.exists():

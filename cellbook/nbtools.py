@@ -61,17 +61,141 @@ def hygiene_problems(path: str | Path) -> list[str]:
     return problems
 
 
+# ------------------------------------------------------------------------------------------
+# One cell numbering for every message about an executed notebook.
+#
+# "cell N" is the 1-based position of the cell among ALL cells (markdown included) of the
+# *source* notebook, i.e. what you count in Jupyter from the top of ``notebooks/<name>.ipynb``.
+# The cells papermill adds to the executed copy (the ``injected-parameters`` cell and its red
+# error banners) are not counted; the injected cell is called "the injected-parameters cell
+# (after cell N)". ``cellbook run``'s "failed in cell N" and ``python -m cellbook.book``'s
+# "cell N" both come from :func:`cell_labels`.
+
+INJECTED_TAG = "injected-parameters"
+PAPERMILL_MARKER_TAG = "papermill-error-cell-tag"
+
+
+def _tags(cell) -> list:
+    return (cell.get("metadata") or {}).get("tags") or []
+
+
+def _source(cell) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else (src or "")
+
+
+def cell_labels(nb: dict) -> list[str]:
+    """A label per cell of an executed (or source) notebook: ``"cell N"`` as documented above."""
+    labels, n = [], 0
+    for cell in nb.get("cells", []):
+        tags = _tags(cell)
+        if PAPERMILL_MARKER_TAG in tags:
+            labels.append(f"papermill's error banner (after cell {n})")
+        elif INJECTED_TAG in tags:
+            labels.append(f"the injected-parameters cell (after cell {n})")
+        else:
+            n += 1
+            labels.append(f"cell {n}")
+    return labels
+
+
+def first_line(cell) -> str:
+    """The first non-blank line of a cell's source (80 characters at most)."""
+    return next((ln.strip() for ln in _source(cell).splitlines() if ln.strip()), "")[:80]
+
+
+def failed_cell(nb: dict) -> int | None:
+    """Index (in ``nb["cells"]``) of the cell a failed run stopped in: the first cell with an error
+    output or papermill's exception flag, else the last cell papermill started (a dead kernel or
+    an interrupt leaves no error output), else ``None`` (the run stopped before any cell)."""
+    cells = nb.get("cells", [])
+    for i, c in enumerate(cells):
+        if PAPERMILL_MARKER_TAG in _tags(c):
+            continue
+        if any(o.get("output_type") == "error" for o in c.get("outputs") or []) or \
+                (c.get("metadata") or {}).get("papermill", {}).get("exception"):
+            return i
+    started = [i for i, c in enumerate(cells)
+               if (c.get("metadata") or {}).get("papermill", {}).get("start_time")
+               and PAPERMILL_MARKER_TAG not in _tags(c)]
+    return started[-1] if started else None
+
+
+def _runs_code(cell) -> bool:
+    """Cells the kernel executes (nbclient skips blank cells and cells tagged skip-execution)."""
+    return cell.get("cell_type") == "code" and bool(_source(cell).strip()) \
+        and "skip-execution" not in _tags(cell)
+
+
+def _cell_problem(cell) -> str | None:
+    meta = (cell.get("metadata") or {}).get("papermill")
+    if meta is None:
+        return "not executed by papermill (no papermill metadata)"
+    if meta.get("exception"):
+        return "raised (papermill marked an exception)"
+    status = meta.get("status")
+    if status not in ("completed", None):
+        return f"not completed (papermill status {status!r})"
+    reasons = []
+    if cell.get("execution_count") is None and _runs_code(cell):  # blank cells get no count
+        reasons.append("no execution count")
+    if not meta.get("end_time"):
+        reasons.append("no papermill end time")
+    if reasons:
+        return f"never ran ({', '.join(reasons)}; papermill's status field says {status!r})"
+    return None
+
+
 def error_outputs(path: str | Path) -> list[str]:
-    """Error outputs of an executed notebook (``ename: evalue`` per failing cell), and cells that
-    papermill did not complete (a run that was killed leaves them ``pending`` or ``running``)."""
-    nb = json.loads(Path(path).read_text())
+    """Why an executed notebook is not a complete, clean run (empty list: it is).
+
+    A code cell counts as run only with an execution count, papermill's end time and no
+    exception: papermill marks every cell "completed" when a kernel dies, so the status field
+    alone proves nothing. Error outputs are listed as ``cell N: ename: evalue``; consecutive
+    cells with the same problem are grouped (``cells 6-30: never ran (...)``). Cell numbers are
+    those of :func:`cell_labels`. A corrupt file is a ``ValueError`` naming it.
+    """
+    from .fsutil import read_json
+
+    nb = read_json(path, "executed notebook")
+    labels = cell_labels(nb)
     errs = []
+    meta = (nb.get("metadata") or {}).get("papermill")
+    if meta is not None and not meta.get("end_time"):
+        errs.append("the papermill run never finished (no end time in the notebook's metadata)")
+    groups: list[list] = []  # [problem, first label, last label], over consecutive executed code cells
+    prev_ok = True
     for i, c in enumerate(nb.get("cells", [])):
-        status = c.get("metadata", {}).get("papermill", {}).get("status")
-        if c.get("cell_type") == "code" and status not in (None, "completed"):
-            errs.append(f"cell {i}: not completed (papermill status {status!r})")
-    for i, c in enumerate(nb.get("cells", [])):
+        if c.get("cell_type") != "code" or PAPERMILL_MARKER_TAG in _tags(c):
+            continue
+        has_error = False
         for o in c.get("outputs", []) or []:
             if o.get("output_type") == "error":
-                errs.append(f"cell {i}: {o.get('ename')}: {o.get('evalue')}")
+                has_error = True
+                errs.append(f"{labels[i]}: {o.get('ename')}: {o.get('evalue')}")
+        problem = _cell_problem(c)
+        if has_error and problem and problem.startswith("raised"):
+            problem = None  # already listed with its error
+        groupable = labels[i].startswith("cell ")
+        if problem and not prev_ok and groups and groups[-1][0] == problem and groupable \
+                and groups[-1][2].startswith("cell "):
+            groups[-1][2] = labels[i]
+        elif problem:
+            groups.append([problem, labels[i], labels[i]])
+        prev_ok = not problem
+    for problem, first, last in groups:
+        if first == last:
+            errs.append(f"{first}: {problem}")
+        else:
+            errs.append(f"cells {first.removeprefix('cell ')}-{last.removeprefix('cell ')}: {problem}")
     return errs
+
+
+def has_output_html(nb: dict, marker: str) -> bool:
+    """True when some cell output's HTML contains ``marker`` (e.g. ``cellbook-provenance``)."""
+    for c in nb.get("cells", []):
+        for o in c.get("outputs", []) or []:
+            html = (o.get("data") or {}).get("text/html")
+            if html is not None and marker in ("".join(html) if isinstance(html, list) else html):
+                return True
+    return False

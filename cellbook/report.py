@@ -15,7 +15,6 @@ plain DataFrames; none needs a running kernel to be tested.
 from __future__ import annotations
 
 import html
-import json
 import math
 import numbers
 import re
@@ -270,16 +269,20 @@ def part_status(results: dict, parts: dict | None = None) -> pd.DataFrame:
 
 
 def load_run(directory: str | Path | None = None) -> dict:
-    """``_run.json`` written by ``cellbook run`` (``{"profile", "device", "seconds": {nb: s}}``), or {}."""
+    """``_run.json`` written by ``cellbook run`` (``{"profile", "device", "seconds": {nb: s},
+    "notebooks": {nb: {"seconds", "profile", "device", "gpu", "finished_utc", ...}}}``), or {}.
+    A corrupt file is a ``ValueError`` naming it."""
+    from .fsutil import read_json
     from .results import results_dir
 
     path = Path(directory or results_dir()) / "_run.json"
     if not path.exists():
         return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); delete it and re-run `cellbook run`") from None
+    run = read_json(path, "run record (written by `cellbook run`)")
+    if not isinstance(run, dict):
+        raise ValueError(f"run record {path} holds a {type(run).__name__}, not an object; delete it and "
+                         f"re-run `cellbook run`")
+    return run
 
 
 def runtime_table(run: dict, results: dict | None = None) -> pd.DataFrame:

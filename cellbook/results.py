@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import json
 import os
 import platform
 import subprocess
@@ -24,14 +23,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .fsutil import read_json, write_json
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VERSION_PACKAGES = ("cellbook", "torch", "numpy", "scipy", "scikit-learn", "pandas", "anndata", "scanpy",
                     "umap-learn", "opencv-python-headless", "papermill")
 
 
 def results_dir() -> Path:
-    """Where results JSON files go: ``$CELLBOOK_RESULTS`` or ``book/_build/results``."""
+    """Where the published results JSON files are: ``$CELLBOOK_RESULTS`` or ``book/_build/results``."""
     return Path(os.environ.get("CELLBOOK_RESULTS", REPO_ROOT / "book" / "_build" / "results"))
+
+
+def save_dir() -> Path:
+    """Where :meth:`Recorder.save` writes: ``$CELLBOOK_RESULTS_STAGING`` while ``cellbook run``
+    executes a notebook (the runner moves the file into :func:`results_dir` only when the whole
+    notebook succeeded, together with its executed copy), else :func:`results_dir`."""
+    staging = os.environ.get("CELLBOOK_RESULTS_STAGING")
+    return Path(staging) if staging else results_dir()
 
 
 def git_commit(root: Path = REPO_ROOT) -> str:
@@ -120,13 +129,26 @@ class Recorder:
         entry = info.to_dict() if hasattr(info, "to_dict") else dict(info)
         self.datasets = [d for d in self.datasets if d.get("name") != entry.get("name")] + [entry]
 
+    @property
+    def synthetic(self) -> bool:
+        """True when any dataset this notebook recorded is a synthetic stand-in."""
+        return any(not d.get("real", True) for d in self.datasets)
+
+    def takeaways(self, text: str):
+        """The chapter's take-aways as Markdown; headed by a SYNTHETIC warning when the data was."""
+        from IPython.display import Markdown
+
+        return Markdown((SYNTHETIC_BANNER + "\n\n" if self.synthetic else "") + text)
+
     # output ----------------------------------------------------------------
     def provenance(self) -> dict:
-        from .config import resolve_device
-        try:
-            device = resolve_device(self.device)
-        except ValueError:
-            device = self.device
+        device = self.device
+        if str(device).lower() != "cpu":  # "cpu" needs no torch import
+            from .config import resolve_device
+            try:
+                device = resolve_device(self.device)
+            except ValueError:
+                pass
         return {
             "commit": git_commit(),
             "data": self.datasets,
@@ -136,19 +158,25 @@ class Recorder:
             "parameters": _jsonable(self.parameters),
             "wall_s": round(time.perf_counter() - self._t0, 1),
             "started_utc": self.started,
+            "saved_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            # the `cellbook run` that executed the notebook; its executed copy carries the same id
+            "run_id": os.environ.get("CELLBOOK_RUN_ID"),
             "versions": versions(),
         }
 
     def to_dict(self) -> dict:
-        return {"notebook": self.name, "figures": self.figures, "tables": self.tables,
-                "provenance": self.provenance()}
+        figures = dict(self.figures)
+        if self.synthetic and figures.get("headline"):  # every headline row says what its number is about
+            figures["headline"] = [{**h, "metric": h["metric"] + SYNTHETIC_TAG, "synthetic": True,
+                                    "note": "SYNTHETIC stand-in data, not real cells" + (f"; {h['note']}" if h.get("note") else "")}
+                                   for h in figures["headline"]]
+        return {"notebook": self.name, "figures": figures, "tables": self.tables,
+                "provenance": {**self.provenance(), "synthetic": self.synthetic}}
 
     def save(self, display: bool = True) -> Path:
-        """Write ``<results_dir>/<name>.json``; show the provenance box in the notebook."""
+        """Write ``<save_dir>/<name>.json`` atomically; show the provenance box in the notebook."""
         payload = self.to_dict()
-        path = results_dir() / f"{self.name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2, default=str))
+        path = write_json(save_dir() / f"{self.name}.json", payload, indent=2, default=str)
         if display:
             try:
                 from IPython.display import HTML, display as _display
@@ -158,9 +186,17 @@ class Recorder:
         return path
 
 
+SYNTHETIC_TAG = " [SYNTHETIC data]"
+SYNTHETIC_BANNER = ("> **SYNTHETIC stand-in data.** This run used labelled synthetic data "
+                    "(`fallback='synthetic'`), not real cells: none of the numbers below is about biology.")
+
+
 def provenance_html(payload: dict) -> str:
     """The provenance box shown at the end of every executed page."""
     prov = payload["provenance"]
+    synthetic = any(not d.get("real", True) for d in prov.get("data") or [])
+    banner = ('<strong style="color:#b00">SYNTHETIC stand-in data: these numbers are not about real cells.'
+              '</strong><br>') if synthetic else ""
     rows = []
     for d in prov.get("data") or []:
         real = "real data" if d.get("real") else "SYNTHETIC stand-in"
@@ -173,7 +209,7 @@ def provenance_html(payload: dict) -> str:
     return (
         '<div class="cellbook-provenance" style="border:1px solid #888;border-radius:6px;padding:0.6em 1em;'
         'margin:1em 0;font-size:0.85em;background:rgba(127,127,127,0.08)">'
-        f"<strong>Provenance</strong> of <code>{html.escape(payload['notebook'])}</code><br>"
+        f"{banner}<strong>Provenance</strong> of <code>{html.escape(payload['notebook'])}</code><br>"
         f"commit <code>{html.escape(str(prov['commit']))}</code> · profile <code>{html.escape(str(prov['profile']))}</code>"
         f" · device <code>{html.escape(str(prov['device']))}</code> · seed <code>{prov.get('seed')}</code>"
         f" · wall time {prov['wall_s']} s · run {html.escape(prov['started_utc'])}<br>"
@@ -186,7 +222,7 @@ def load(name: str, directory: Path | None = None) -> dict:
     path = Path(directory or results_dir()) / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(f"no results for {name!r} at {path}; run `cellbook run {name}` first")
-    return json.loads(path.read_text())
+    return read_json(path, f"results JSON of {name}")
 
 
 def load_all(directory: Path | None = None) -> dict:
@@ -194,7 +230,8 @@ def load_all(directory: Path | None = None) -> dict:
     base = Path(directory or results_dir())
     out = {}
     for p in sorted(base.glob("**/*.json")):
-        if p.name.startswith("_"):
-            continue
-        out[str(p.relative_to(base).with_suffix("")).replace(os.sep, "/")] = json.loads(p.read_text())
+        if p.name.startswith("_") or any(part.startswith(".") for part in p.relative_to(base).parts):
+            continue  # _run.json and the like; hidden: temporary files of an atomic write
+        name = str(p.relative_to(base).with_suffix("")).replace(os.sep, "/")
+        out[name] = read_json(p, f"results JSON of {name}")
     return out

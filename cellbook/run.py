@@ -4,32 +4,76 @@
     cellbook run part1/01_data -p n_top_genes=500
     cellbook run all --profile full --device cuda
     cellbook list                               # notebooks and their parameters
+    cellbook data list | fetch NAME | verify NAME | where NAME   # datasets (cellbook.datasets.cache)
 
-Source notebooks (``notebooks/``) are never written to: executed copies go to
-``book/_build/executed/<part>/<name>.ipynb`` and each notebook's results JSON to
-``book/_build/results/<part>/<name>.json``.
+Before the first notebook runs, the datasets their setup cells name are fetched and built into
+the cache when they are not already here (:func:`fetch_data`).
+
+Source notebooks (``notebooks/``) are never written to. Nothing is half-published:
+
+* Everything is checked before the first notebook runs: notebook names (and that ``--root``
+  holds notebooks), each ``-p`` value's type against the notebook's parameters cell, the
+  device (``--device cuda`` without a GPU is refused) and the run record ``_run.json``.
+* Each notebook executes into a private staging folder (``book/_build/.staging/``), and its
+  ``Recorder.save()`` writes its results JSON there too (``$CELLBOOK_RESULTS_STAGING``). Only
+  when every cell ran does the runner stamp the executed copy with a run id (the results JSON
+  carries the same id), move both to ``book/_build/executed/<name>.ipynb`` and
+  ``book/_build/results/<name>.json`` with :func:`os.replace`, and add the notebook to
+  ``book/_build/results/_run.json``; the moves happen with SIGINT/SIGTERM held back.
+* Any failure (a raising cell, a dead kernel, Ctrl-C, SIGTERM, ...) is one line naming the
+  notebook and the cell; the failed copy goes to ``book/_build/failed/<name>.ipynb`` (which
+  also makes ``python -m cellbook.book`` refuse until the notebook runs again), and the
+  previously published copy and results are left exactly as they were.
+
+"cell N" is the 1-based position of the cell among all cells of the source notebook (see
+:func:`cellbook.nbtools.cell_labels`); the book check uses the same numbers.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
+import datetime as _dt
+import functools
 import json
 import os
+import shutil
+import signal
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import yaml
 
 from .config import profile_names, profile_parameters
+from .fsutil import read_json, write_json, write_text
+from .nbtools import cell_labels, failed_cell, first_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Parameters the runner passes itself; every notebook's parameters cell has them.
 RUNNER_PARAMETERS = ("profile", "device")
+RUN_RECORD = "_run.json"
+STAGING = ".staging"
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 class NotebookFailed(RuntimeError):
-    """A notebook raised; the message names the notebook and the failing cell."""
+    """A notebook did not run to the end; the message names the notebook and the cell."""
 
+
+class NotebookInterrupted(NotebookFailed):
+    """The run was interrupted (SIGINT / SIGTERM) while a notebook executed."""
+
+    def __init__(self, message: str, signal_name: str = "SIGINT"):
+        super().__init__(message)
+        self.signal_name = signal_name
+        self.exit_code = EXIT_SIGNAL.get(signal_name, 130)
+
+
+# ------------------------------------------------------------------------------------------
+# paths
 
 def notebook_dir(root: Path = REPO_ROOT) -> Path:
     return Path(root) / "notebooks"
@@ -37,6 +81,15 @@ def notebook_dir(root: Path = REPO_ROOT) -> Path:
 
 def build_dir(root: Path = REPO_ROOT) -> Path:
     return Path(root) / "book" / "_build"
+
+
+def failed_copy_path(name: str, out_dir: Path) -> Path:
+    """Where the executed copy of a failed run is kept for debugging (never the published path)."""
+    return Path(out_dir) / "failed" / f"{name}.ipynb"
+
+
+def run_record_path(out_dir: Path) -> Path:
+    return Path(out_dir) / "results" / RUN_RECORD
 
 
 def list_notebooks(root: Path = REPO_ROOT) -> list[str]:
@@ -49,13 +102,27 @@ def list_notebooks(root: Path = REPO_ROOT) -> list[str]:
     )
 
 
-def notebook_parameters(name: str, root: Path = REPO_ROOT) -> dict:
-    """The parameters cell of a notebook: ``{name: default}``."""
+# ------------------------------------------------------------------------------------------
+# parameters
+
+@functools.lru_cache(maxsize=256)
+def _inspect(path: str, mtime_ns: int) -> dict:
     import papermill as pm
 
+    return pm.inspect_notebook(path)
+
+
+def notebook_info(name: str, root: Path = REPO_ROOT) -> dict:
+    """papermill's view of the parameters cell: ``{name: {"default": source text, ...}}``."""
     path = notebook_dir(root) / f"{name}.ipynb"
-    info = pm.inspect_notebook(str(path))
-    return {k: v.get("default") for k, v in info.items()}
+    if not path.exists():
+        raise FileNotFoundError(f"no notebook {name!r}: {path} does not exist")
+    return _inspect(str(path), path.stat().st_mtime_ns)
+
+
+def notebook_parameters(name: str, root: Path = REPO_ROOT) -> dict:
+    """The parameters cell of a notebook: ``{name: default}`` (the default as source text)."""
+    return {k: v.get("default") for k, v in notebook_info(name, root).items()}
 
 
 def parse_overrides(items: list[str] | None) -> dict:
@@ -63,12 +130,19 @@ def parse_overrides(items: list[str] | None) -> dict:
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"override {item!r} is not key=value")
+            raise ValueError(f"override {item!r} is not key=value (e.g. -p epochs=3)")
         key, value = item.split("=", 1)
         key = key.strip()
         if not key.isidentifier():
             raise ValueError(f"override {item!r}: {key!r} is not a parameter name")
-        parsed = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(
+                f"override {item!r}: the value {value!r} cannot be read ({problem}); write numbers as 3 or "
+                f"1e-3, lists as [1, 2], mappings as {{a: 1}}, and quote text that has ':', '#' or brackets"
+            ) from None
         if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" as a string
             try:
                 parsed = float(parsed)
@@ -78,9 +152,66 @@ def parse_overrides(items: list[str] | None) -> dict:
     return out
 
 
+_KIND_NAMES = {"None": "null", "bool": "a bool (true/false)", "int": "an integer", "float": "a number",
+               "str": "text", "list": "a list", "dict": "a mapping"}
+_VALUE_NAMES = {**_KIND_NAMES, "float": "a decimal number"}
+
+
+def _kind(value) -> str:
+    for types, kind in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"), ((list, tuple), "list"),
+                        (dict, "dict"), (type(None), "None")):
+        if isinstance(value, types):
+            return kind
+    return type(value).__name__
+
+
+def _check_seed(where: str, key: str, value, fix: str) -> None:
+    values = value if key == "seeds" and isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if _kind(v) != "int" or not 0 <= v < 2 ** 32:
+            raise ValueError(f"{where}: parameter {key!r} must be a non-negative integer below 2**32 (seeds seed "
+                             f"NumPy and PyTorch), not {value!r}; {fix}")
+
+
+def check_parameter(name: str, key: str, value, default_src: str | None, *, nullable: bool = False,
+                    origin: str = "override") -> None:
+    """Refuse ``value`` for parameter ``key`` of notebook ``name`` when its type differs from the
+    default's in the parameters cell (int / float / bool / str / list / dict; an int is fine where
+    the default is a float; a ``None`` default takes any of these). ``None`` is accepted only where
+    ``nullable`` (the default is ``None`` or a profile sets ``None``). Seeds must be >= 0."""
+    fix = (f"pass e.g. -p {key}={default_src}" if origin == "override"
+           else "fix cellbook/profiles.yaml")
+    where = f"notebook {name}" + ("" if origin == "override" else f" ({origin})")
+    if key in ("seed", "seeds"):
+        _check_seed(where, key, value, fix if default_src not in (None, "None") else "pass e.g. -p seed=0")
+    try:
+        default = ast.literal_eval(default_src) if default_src is not None else None
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return  # the default is an expression: nothing to compare with
+    dk, vk = _kind(default), _kind(value)
+    if dk == "None":
+        ok = vk in _KIND_NAMES
+        expected = "a number, text, a bool, a list, a mapping or null"
+    else:
+        ok = vk == dk or (dk == "float" and vk == "int") or (vk == "None" and nullable)
+        expected = _KIND_NAMES.get(dk, dk)
+    if not ok:
+        if vk == "None":
+            expected += " (null only where the default or a profile uses it)"
+        raise ValueError(f"{where}: parameter {key!r} takes {expected} (its default is {default_src}), "
+                         f"not {value!r} ({_VALUE_NAMES.get(vk, vk)}); {fix}")
+
+
 def resolve_names(requested: list[str], root: Path = REPO_ROOT) -> list[str]:
     """Expand ``all`` and part prefixes (``part1``) to notebook names; unknown names are an error."""
+    base = notebook_dir(root)
+    if not base.is_dir():
+        raise FileNotFoundError(f"no notebooks at {root}: {base} does not exist; --root must be the repository "
+                                f"root (the folder that holds notebooks/ and _toc.yml)")
     available = list_notebooks(root)
+    if not available:
+        raise FileNotFoundError(f"no notebooks at {root}: {base} holds no .ipynb files; --root must be the "
+                                f"repository root (the folder that holds notebooks/ and _toc.yml)")
     if not requested or requested == ["all"]:
         return available
     names = []
@@ -97,109 +228,351 @@ def resolve_names(requested: list[str], root: Path = REPO_ROOT) -> list[str]:
 
 
 def plan(name: str, profile: str, device: str, overrides: dict, root: Path = REPO_ROOT) -> dict:
-    """The parameters ``name`` will run with; unknown parameter names are an error."""
-    valid = notebook_parameters(name, root)
+    """The parameters ``name`` will run with; unknown parameter names and values of the wrong
+    type (compared with the parameters cell's defaults) are an error."""
+    defaults = notebook_parameters(name, root)
     params = {k: v for k, v in profile_parameters(profile, name).items()}
     params.update({"profile": profile, "device": device})
-    missing_runner = [p for p in RUNNER_PARAMETERS if p not in valid]
+    missing_runner = [p for p in RUNNER_PARAMETERS if p not in defaults]
     if missing_runner:
         raise ValueError(f"{name}: the parameters cell must define {', '.join(missing_runner)}")
-    unknown = sorted(set(params) - set(valid))
+    unknown = sorted(set(params) - set(defaults))
     if unknown:
         raise ValueError(
             f"{name}: profile {profile!r} sets unknown parameter(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(sorted(valid))}"
+            f"valid: {', '.join(sorted(defaults))}"
         )
-    unknown = sorted(set(overrides) - set(valid))
+    unknown = sorted(set(overrides) - set(defaults))
     if unknown and overrides:
         raise ValueError(
-            f"{name}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+            f"{name}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(defaults))}"
         )
+    # Where a profile sets a parameter to null, null is a meaningful value for it (e.g. "all genes").
+    nullable = {k for p in profile_names() for k, v in profile_parameters(p, name).items() if v is None}
+    for key, value in params.items():
+        if key not in RUNNER_PARAMETERS:
+            check_parameter(name, key, value, defaults[key], nullable=True, origin=f"profile {profile!r}")
+    for key, value in overrides.items():
+        check_parameter(name, key, value, defaults[key], nullable=key in nullable)
     params.update(overrides)
     return params
 
 
-def _first_line(path: Path, index: int) -> str:
+def resolve_run_device(device: str) -> tuple[str, str | None]:
+    """``(resolved device, GPU name or None)``; ``cuda`` without a GPU is a ``ValueError``."""
+    if str(device).lower() == "cpu":
+        return "cpu", None  # no torch import needed
+    from .config import resolve_device
+
     try:
-        cells = [c for c in json.loads(Path(path).read_text())["cells"]
-                 if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
-        cell = cells[index]
-        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        return next((ln.strip() for ln in src.splitlines() if ln.strip()), "")[:80]
-    except (OSError, ValueError, KeyError, IndexError):
-        return "?"
+        resolved = resolve_device(device)
+    except ValueError as err:
+        raise ValueError(f"--device {device}: {err}") from None
+    gpu = None
+    if resolved.startswith("cuda"):
+        import torch
+
+        index = int(resolved.split(":", 1)[1]) if ":" in resolved else 0
+        gpu = torch.cuda.get_device_name(index)
+    return resolved, gpu
+
+
+# ------------------------------------------------------------------------------------------
+# the run record (_run.json)
+
+def read_run_record(out_dir: Path) -> dict:
+    """``_run.json`` of ``out_dir`` (``{}`` when absent); a corrupt one is a ``ValueError`` naming it."""
+    path = run_record_path(out_dir)
+    if not path.exists():
+        return {}
+    record = read_json(path, "run record")
+    if not isinstance(record, dict):
+        raise ValueError(f"run record {path} holds a {type(record).__name__}, not an object; delete it and "
+                         f"re-run `cellbook run`")
+    return record
+
+
+def _record_run(out_dir: Path, name: str, entry: dict) -> None:
+    """Add one finished notebook to ``_run.json`` (atomic write)."""
+    record = read_run_record(out_dir)
+    record["profile"] = entry["profile"]          # last run's, for readers of the old format
+    record["device"] = entry["device"]
+    record.setdefault("seconds", {})[name] = entry["seconds"]
+    record.setdefault("notebooks", {})[name] = entry
+    write_json(run_record_path(out_dir), record)
+
+
+# ------------------------------------------------------------------------------------------
+# executing one notebook
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT / SIGTERM back (delivered on exit) so that a publish step is never cut in two."""
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    can = hasattr(signal, "pthread_sigmask")
+    if can:
+        signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        if can:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+
+
+def _clean_stale_staging(out_dir: Path) -> None:
+    """Remove staging folders of runs whose process is gone (a runner killed with SIGKILL)."""
+    base = Path(out_dir) / STAGING
+    if not base.is_dir():
+        return
+    for d in base.iterdir():
+        try:
+            pid = int(d.name.split("-", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, PermissionError, OSError):
+            pass
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def _describe_error(err: BaseException) -> str:
+    import papermill as pm
+    from nbclient.exceptions import DeadKernelError
+
+    if isinstance(err, KeyboardInterrupt):
+        return f"interrupted ({_signal_name(err)})"
+    if isinstance(err, pm.PapermillExecutionError):
+        return f"{err.ename}: {err.evalue}".splitlines()[0] if err.evalue else err.ename
+    if isinstance(err, DeadKernelError):
+        return ("the kernel died (its process was killed, e.g. by the out-of-memory killer, or it crashed); "
+                "if memory is short, try a smaller profile or parameters")
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _signal_name(err: KeyboardInterrupt) -> str:
+    return str(err.args[0]) if err.args and str(err.args[0]).startswith("SIG") else "SIGINT"
+
+
+def _failure(name: str, err: BaseException, tmp: Path, failed: Path, run_id: str, root: Path) -> NotebookFailed:
+    """Keep the failed copy at ``failed`` and build the one-line error naming notebook and cell."""
+    what = _describe_error(err)
+    where, kept, nb = "before its first cell ran", None, None
+    if tmp.exists():
+        try:
+            nb = json.loads(tmp.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            nb = None
+    if nb is not None:
+        idx = failed_cell(nb)
+        if idx is not None:
+            cell = nb["cells"][idx]
+            count = cell.get("execution_count")
+            where = (f"in {cell_labels(nb)[idx]} (execution count {count if count is not None else '-'}, "
+                     f"starting `{first_line(cell)}`)")
+    shown = failed.relative_to(root) if failed.is_relative_to(root) else failed
+    message = f"notebook {name} failed {where}: {what}"
+    if nb is None:  # nothing executed: a stub still marks the failure for `python -m cellbook.book`
+        nb = {"cells": [{"cell_type": "markdown", "id": "failure", "metadata": {}, "source": message}],
+              "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    nb.setdefault("metadata", {})["cellbook"] = {"status": "failed", "run_id": run_id, "notebook": name,
+                                                 "error": message, "failed_utc": _now()}
+    try:
+        write_text(failed, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        kept = shown
+    except OSError:
+        pass
+    message += (f"; failed copy: {kept}" if kept else "") + "; the published copy and results were not changed"
+    if isinstance(err, KeyboardInterrupt):
+        return NotebookInterrupted(message, _signal_name(err))
+    return NotebookFailed(message)
 
 
 def run_notebook(name: str, profile: str = "quick", device: str = "auto", overrides: dict | None = None,
                  root: Path = REPO_ROOT, out_dir: Path | None = None, progress: bool = True) -> Path:
-    """Execute one notebook; returns the executed copy's path.
+    """Execute one notebook; publish its executed copy and results only if every cell ran.
 
-    Raises :class:`NotebookFailed` (notebook name, cell number, error) if a cell raises.
+    Returns the executed copy's path. Raises :class:`NotebookFailed` (one line: notebook, cell,
+    error, where the failed copy is) for any failure, :class:`NotebookInterrupted` for
+    SIGINT / SIGTERM; the published copy and results are then left as they were.
     """
+    import nbformat
     import papermill as pm
 
     root = Path(root)
     params = plan(name, profile, device, overrides or {}, root)
+    resolved, gpu = resolve_run_device(device)
     out_dir = Path(out_dir) if out_dir else build_dir(root)
     src = notebook_dir(root) / f"{name}.ipynb"
     dst = out_dir / "executed" / f"{name}.ipynb"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    env_before = {k: os.environ.get(k) for k in ("CELLBOOK_NOTEBOOK", "CELLBOOK_RESULTS", "CELLBOOK_PROGRESS")}
-    os.environ["CELLBOOK_NOTEBOOK"] = name
-    os.environ["CELLBOOK_PROGRESS"] = "0"  # progress bars are for interactive use, not the published page
+    failed = failed_copy_path(name, out_dir)
+    _clean_stale_staging(out_dir)
+    run_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    stage = out_dir / STAGING / run_id
+    tmp = stage / "executed" / f"{name}.ipynb"
+    staged_results = stage / "results"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        "CELLBOOK_NOTEBOOK": name,
+        "CELLBOOK_RESULTS": str(out_dir / "results"),      # published results: what notebooks read
+        "CELLBOOK_RESULTS_STAGING": str(staged_results),   # where Recorder.save writes
+        "CELLBOOK_RUN_ID": run_id,
+        "CELLBOOK_PROGRESS": "0",  # progress bars are for interactive use, not the published page
+    }
+    env_before = {k: os.environ.get(k) for k in [*env, "JUPYTER_PATH"]}
+    os.environ.update(env)
     # The kernel must be this environment's Python (with cellbook), even if the user has their own
     # "python3" kernelspec in ~/.local: JUPYTER_PATH is searched first.
     own = str(Path(sys.prefix) / "share" / "jupyter")
     if own not in os.environ.get("JUPYTER_PATH", "").split(os.pathsep):
         os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (own, os.environ.get("JUPYTER_PATH")) if p)
-    os.environ["CELLBOOK_RESULTS"] = str(out_dir / "results")
+    started = _now()
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(
-            str(src), str(dst), parameters=params, cwd=str(src.parent),
-            kernel_name="python3", progress_bar=progress, log_output=False,
-        )
-    except pm.PapermillExecutionError as err:
-        raise NotebookFailed(
-            f"notebook {name} failed in cell {err.cell_index} of the executed copy "
-            f"(execution count {err.exec_count}, starting `{_first_line(dst, err.cell_index)}`): "
-            f"{err.ename}: {err.evalue}\n  executed copy with the traceback: {dst}"
-        ) from None
+        try:
+            pm.execute_notebook(
+                str(src), str(tmp), parameters=params, cwd=str(src.parent),
+                kernel_name="python3", progress_bar=progress, log_output=False,
+                shutdown_kernel="immediate",  # also on Ctrl-C: never leave a busy kernel behind
+            )
+            seconds = round(time.perf_counter() - t0, 1)
+            entry = {"seconds": seconds, "profile": profile, "device": resolved, "device_requested": device,
+                     "gpu": gpu, "started_utc": started, "finished_utc": _now(), "run_id": run_id}
+            nb = nbformat.read(str(tmp), as_version=4)
+            nb.metadata["cellbook"] = {"status": "ok", "notebook": name, **entry,
+                                       "parameters": json.loads(json.dumps(params, default=str))}
+            nbformat.write(nb, str(tmp))
+            _fsync(tmp)
+        except BaseException as err:  # noqa: BLE001 - every way of stopping is a failure to report
+            raise _failure(name, err, tmp, failed, run_id, root) from None
+        with _signals_held():  # publish: results, executed copy and run record move together
+            if staged_results.is_dir():
+                for f in sorted(staged_results.rglob("*.json")):
+                    rel = f.relative_to(staged_results)
+                    if any(part.startswith(".") for part in rel.parts):
+                        continue  # a temporary file of an unfinished write
+                    target = out_dir / "results" / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(f, target)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dst)
+            failed.unlink(missing_ok=True)
+            _record_run(out_dir, name, entry)
     finally:
         for k, v in env_before.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        shutil.rmtree(stage, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (out_dir / STAGING).rmdir()  # only when empty
     print(f"[cellbook] {name}: {time.perf_counter() - t0:.1f} s -> {dst.relative_to(root) if dst.is_relative_to(root) else dst}",
           flush=True)
     return dst
 
 
+def _own_overrides(name: str, overrides: dict, root: Path) -> dict:
+    params = notebook_parameters(name, root)
+    return {k: v for k, v in overrides.items() if k in params}
+
+
+def fetch_data(names: list[str], overrides: dict, root: Path = REPO_ROOT) -> dict:
+    """Fetch (download and build) every dataset the notebooks' setup cells name, before any runs.
+
+    Skipped for notebooks run with ``fallback=synthetic`` (the offline demo) or an explicit
+    ``data_path``.  A dataset that cannot be had stops the run with one message naming it, its
+    URL and ``cellbook data fetch NAME``.  Returns ``{dataset: path}``.
+    """
+    from .datasets.cache import ensure, notebook_datasets
+
+    needed: list[str] = []
+    for name in names:
+        own = _own_overrides(name, overrides, root)
+        if own.get("fallback") == "synthetic" or own.get("data_path") is not None:
+            continue
+        needed += notebook_datasets(notebook_dir(root) / f"{name}.ipynb")
+    needed = list(dict.fromkeys(needed))
+    return ensure(*needed) if needed else {}
+
+
 def run_many(names: list[str], profile: str, device: str, overrides: dict,
              root: Path = REPO_ROOT, out_dir: Path | None = None) -> dict:
-    """Run notebooks in order; stops at the first failure. Returns ``{name: seconds}``."""
-    # Validate every plan before spending minutes on the first notebook.
+    """Run notebooks in order; stops at the first failure. Returns ``{name: seconds}``.
+
+    Everything that can be checked is checked before the first notebook runs (plans and
+    parameter types, the device, the run record), so a bad input costs no notebook time.
+    """
+    root = Path(root)
+    out = Path(out_dir) if out_dir else build_dir(root)
     for name in names:
-        plan(name, profile, device, {k: v for k, v in overrides.items()
-                                     if k in notebook_parameters(name, root)}, root)
+        plan(name, profile, device, _own_overrides(name, overrides, root), root)
+    resolve_run_device(device)
+    read_run_record(out)
+    fetch_data(names, overrides, root)
     times = {}
     for name in names:
-        own = {k: v for k, v in overrides.items() if k in notebook_parameters(name, root)}
         t0 = time.perf_counter()
-        run_notebook(name, profile, device, own, root, out_dir)
+        run_notebook(name, profile, device, _own_overrides(name, overrides, root), root, out_dir)
         times[name] = round(time.perf_counter() - t0, 1)
-    out = (Path(out_dir) if out_dir else build_dir(root)) / "results" / "_run.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(out.read_text()) if out.exists() else {}
-    previous.update({"profile": profile, "device": device})
-    previous.setdefault("seconds", {}).update(times)
-    out.write_text(json.dumps(previous, indent=2))
     return times
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cellbook", description="Run the cellbook notebooks with papermill.")
+# ------------------------------------------------------------------------------------------
+# command line
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM behaves like Ctrl-C: it raises ``KeyboardInterrupt("SIGTERM")``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _cmd_list(args) -> int:
+    root = Path(args.root)
+    for name in resolve_names(["all"], root):
+        print(f"{name}: {notebook_parameters(name, root)}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    if args.profile not in profile_names():
+        raise ValueError(f"unknown profile {args.profile!r}; valid profiles: {', '.join(profile_names())}")
+    root = Path(args.root)
+    names = resolve_names(args.notebooks, root)
+    overrides = parse_overrides(args.parameter)
+    if overrides:
+        known = set().union(*(notebook_parameters(n, root) for n in names))
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for the notebooks asked for; "
+                             f"valid: {', '.join(sorted(known))}")
+    t0 = time.perf_counter()
+    run_many(names, args.profile, args.device, overrides, root)
+    print(f"[cellbook] {len(names)} notebook(s), profile {args.profile}: {time.perf_counter() - t0:.1f} s", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cellbook", description="Run the cellbook notebooks with papermill; fetch and check their data.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="execute notebooks into book/_build/executed")
     p_run.add_argument("notebooks", nargs="*", default=["all"],
@@ -209,31 +582,33 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("-p", "--parameter", action="append", metavar="KEY=VALUE",
                        help="override a parameter (repeatable); applied to the notebooks that have it")
     p_run.add_argument("--root", default=str(REPO_ROOT), help="repository root (default: this checkout)")
-    sub.add_parser("list", help="list notebooks and their parameters")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "list":
-            for name in list_notebooks():
-                print(f"{name}: {notebook_parameters(name)}")
-            return 0
-        if args.profile not in profile_names():
-            raise ValueError(f"unknown profile {args.profile!r}; valid profiles: {', '.join(profile_names())}")
-        root = Path(args.root)
-        names = resolve_names(args.notebooks, root)
-        overrides = parse_overrides(args.parameter)
-        if overrides:
-            known = set().union(*(notebook_parameters(n, root) for n in names))
-            unknown = sorted(set(overrides) - known)
-            if unknown:
-                raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for the notebooks asked for; "
-                                 f"valid: {', '.join(sorted(known))}")
-        t0 = time.perf_counter()
-        run_many(names, args.profile, args.device, overrides, root)
-        print(f"[cellbook] {len(names)} notebook(s), profile {args.profile}: {time.perf_counter() - t0:.1f} s", flush=True)
-    except (ValueError, NotebookFailed, FileNotFoundError) as err:
-        print(f"cellbook: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    p_run.set_defaults(func=_cmd_run)
+    p_list = sub.add_parser("list", help="list notebooks and their parameters")
+    p_list.add_argument("--root", default=str(REPO_ROOT), help="repository root (default: this checkout)")
+    p_list.set_defaults(func=_cmd_list)
+    from .datasets import cache as data_cache
+
+    data_cache.add_parser(sub)
+    sub.choices["data"].set_defaults(func=data_cache.run_cli)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with _sigterm_as_interrupt():
+        try:
+            return args.func(args)
+        except NotebookInterrupted as err:
+            print(f"cellbook: error: {err}", file=sys.stderr)
+            return err.exit_code
+        except (ValueError, KeyError, NotebookFailed, OSError) as err:
+            print(f"cellbook: error: {err}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt as err:
+            sig = _signal_name(err)
+            print(f"cellbook: interrupted ({sig}) between notebooks; the notebooks that finished are published",
+                  file=sys.stderr)
+            return EXIT_SIGNAL.get(sig, 130)
 
 
 if __name__ == "__main__":

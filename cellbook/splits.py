@@ -1,7 +1,11 @@
 """Train/test splits for cell-level data (Parts I-III).
 
+- :func:`as_labels` / :func:`check_missing` -- the one check for missing labels (NaN, None, empty),
+  run on the labels *as given*, before anything turns them into strings (where NaN would
+  become a class called ``"nan"``).  Every fit path and split calls it.
 - :func:`check_labels` -- the label checks every split and fit needs (>= 2 classes, enough cells
   per class for the folds asked for).
+- :func:`drop_rare` -- leave out the classes with fewer than ``min_cells_per_type`` cells (by name).
 - :func:`stratified_split` -- the paper's random split (2:1 by default), stratified and seeded.
 - :func:`repeated_splits` -- the same over several seeds (report mean +- SD, not one draw).
 - :func:`stratified_kfold` -- stratified K-fold (an error when a class has fewer cells than folds).
@@ -11,26 +15,76 @@
 - :func:`grouped_size_splits` -- learning-curve training sets of growing size, by whole groups.
 
 Every function returns integer index arrays ``(train_idx, test_idx)`` (sorted) into the input.
+``stratified_split`` / ``repeated_splits`` / ``stratified_kfold`` take ``min_cells_per_type``: the
+cells of rarer classes are then in neither side (printed, and listed in ``<function>.dropped``).
+The grouped splits warn when every sample is its own group (then they hold out nothing more than
+an ungrouped split does: images of one frame or cells of one donor can sit on both sides).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+
+MIN_CELLS_HINT = ("min_cells_per_type=... (cellbook.splits.stratified_split / repeated_splits / stratified_kfold, "
+                  "or cellbook.datasets.bmmc / select_cells)")
+
+
+def _missing_mask(values: np.ndarray) -> np.ndarray:
+    """True where a label is missing: None, NaN, pd.NA / NaT, or an empty / blank string."""
+    miss = np.asarray(pd.isna(values), dtype=bool).reshape(-1)
+    if values.dtype.kind in "OUS":
+        blank = np.fromiter(((isinstance(v, (str, bytes)) and not v.strip()) for v in values.reshape(-1)),
+                            dtype=bool, count=values.size)
+        miss |= blank
+    return miss
+
+
+def check_missing(y, what: str = "labels", names=None, unit: str = "cells", fix: str | None = None,
+                  kind: str = "label") -> np.ndarray:
+    """Raise ``ValueError`` when any label in ``y`` is missing (NaN, None, pd.NA, empty string).
+
+    Run it on the labels as given (before ``astype(str)``, which turns NaN into the class ``"nan"``).
+    ``names`` (one per label: cell / sample / file names) are quoted in the message; ``fix`` replaces
+    the default advice (drop those cells or fill in their label).  Returns ``np.asarray(y)`` unchanged.
+    """
+    if isinstance(y, str):
+        raise ValueError(f"{what}: got the single string {y!r}; pass one label per {unit[:-1]} (a list or array)")
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{what}: expected one label per {unit[:-1]} (a 1-D array); got shape {arr.shape}")
+    miss = _missing_mask(arr)
+    if miss.any():
+        idx = np.flatnonzero(miss)
+        if names is not None and len(names) == len(arr):
+            shown = ", ".join(map(str, np.asarray(names, dtype=object)[idx[:5]]))
+        else:
+            shown = "rows " + ", ".join(map(str, idx[:5]))
+        more = ", ..." if len(idx) > 5 else ""
+        fix = fix or (f"drop those {unit} (e.g. adata[adata.obs[key].notna()]) or fill in their {kind} "
+                      f"(a missing {kind} must not become a {'class' if kind == 'label' else kind} called 'nan')")
+        raise ValueError(f"{what}: {len(idx)} of {len(arr)} {unit} have a missing {kind} (NaN, None or empty), "
+                         f"e.g. {shown}{more}; {fix}")
+    return arr
+
+
+def as_labels(y, what: str = "labels", names=None, unit: str = "cells") -> np.ndarray:
+    """:func:`check_missing`, then the labels as strings (``np.asarray(y).astype(str)``)."""
+    return check_missing(y, what, names, unit).astype(str)
 
 
 def check_labels(y, n_folds: int | None = None, min_per_class: int = 1, what: str = "labels") -> pd.Series:
     """Validate labels; return the class counts (largest first).
 
     Raises ``ValueError`` when ``y`` is empty or has missing values, has fewer than 2 classes,
-    or (with ``n_folds``) a class has fewer cells than folds.
+    or (with ``n_folds``) a class has fewer cells than folds.  Pass the labels as given (not
+    stringified), so that a missing label is seen as missing.
     """
-    y = pd.Series(np.asarray(y, dtype=object))
+    y = pd.Series(check_missing(np.asarray(y, dtype=object), what), dtype=object)
     if y.empty:
         raise ValueError(f"{what}: no cells")
-    if y.isna().any():
-        raise ValueError(f"{what}: {int(y.isna().sum())} cells have a missing label; drop or label them first")
     counts = y.astype(str).value_counts()
     if len(counts) < 2:
         raise ValueError(f"{what}: fewer than 2 classes ({', '.join(counts.index) or 'none'}); "
@@ -40,37 +94,87 @@ def check_labels(y, n_folds: int | None = None, min_per_class: int = 1, what: st
     if len(small):
         detail = ", ".join(f"{k} ({v})" for k, v in small.items())
         raise ValueError(f"{what}: class with fewer cells than folds/required ({need}): {detail}; "
-                         f"drop these classes (e.g. min_cells_per_type) or use fewer folds")
+                         f"drop these classes with {MIN_CELLS_HINT}, or use fewer folds")
     return counts
 
 
-def stratified_split(y, test_size: float = 1 / 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random stratified split; ``test_size=1/3`` is the paper's 6688 / 3344 (2:1) split."""
+def drop_rare(y, min_cells_per_type: int | None, what: str = "cell types") -> tuple[np.ndarray, dict]:
+    """Indices of the cells whose class has >= ``min_cells_per_type`` cells, and ``{dropped class: n}``.
+
+    Prints one line naming the classes left out.  ``None`` keeps everything.
+    """
+    y = as_labels(y)
+    if min_cells_per_type is None:
+        return np.arange(len(y)), {}
+    if int(min_cells_per_type) < 1:
+        raise ValueError(f"min_cells_per_type must be >= 1 (or None), got {min_cells_per_type}")
+    counts = pd.Series(y).value_counts()
+    rare = counts[counts < int(min_cells_per_type)].sort_index()
+    dropped = {str(k): int(v) for k, v in rare.items()}
+    if dropped:
+        print(f"min_cells_per_type={int(min_cells_per_type)}: left out {len(dropped)} rare {what} "
+              f"({sum(dropped.values())} cells): " + ", ".join(f"{k} ({v})" for k, v in dropped.items()))
+    return np.flatnonzero(~np.isin(y, list(dropped))), dropped
+
+
+def stratified_split(y, test_size: float = 1 / 3, seed: int = 0,
+                     min_cells_per_type: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Random stratified split; ``test_size=1/3`` is the paper's 6688 / 3344 (2:1) split.
+
+    ``min_cells_per_type``: cells of classes with fewer cells are in neither side (printed;
+    ``stratified_split.dropped`` is ``{class: n cells}``).
+    """
     from sklearn.model_selection import train_test_split
 
     if not 0 < float(test_size) < 1:
         raise ValueError(f"test_size must be in (0, 1), got {test_size}")
-    y = np.asarray(y).astype(str)
-    check_labels(y, min_per_class=2)
-    tr, te = train_test_split(np.arange(len(y)), test_size=float(test_size), random_state=int(seed), stratify=y)
-    return np.sort(tr), np.sort(te)
+    y = as_labels(y)
+    keep, stratified_split.dropped = drop_rare(y, min_cells_per_type)
+    yk = y[keep]
+    check_labels(yk, min_per_class=2)
+    tr, te = train_test_split(np.arange(len(yk)), test_size=float(test_size), random_state=int(seed), stratify=yk)
+    return np.sort(keep[tr]), np.sort(keep[te])
 
 
-def repeated_splits(y, seeds: Iterable[int] = (0, 1, 2), test_size: float = 1 / 3) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """``[(seed, train_idx, test_idx), ...]``, one stratified split per seed."""
-    return [(int(s), *stratified_split(y, test_size, s)) for s in seeds]
+def repeated_splits(y, seeds: Iterable[int] = (0, 1, 2), test_size: float = 1 / 3,
+                    min_cells_per_type: int | None = None) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """``[(seed, train_idx, test_idx), ...]``, one stratified split per seed (``min_cells_per_type``
+    as in :func:`stratified_split`; ``repeated_splits.dropped`` lists the classes left out)."""
+    y = as_labels(y)
+    keep, repeated_splits.dropped = drop_rare(y, min_cells_per_type)
+    return [(int(s), *(keep[i] for i in stratified_split(y[keep], test_size, s))) for s in seeds]
 
 
-def stratified_kfold(y, n_folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified K-fold; ``ValueError`` naming the classes that have fewer cells than folds."""
+def stratified_kfold(y, n_folds: int = 5, seed: int = 0,
+                     min_cells_per_type: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified K-fold; ``ValueError`` naming the classes that have fewer cells than folds.
+
+    ``min_cells_per_type`` (e.g. ``= n_folds``) leaves the cells of rarer classes out of every fold
+    instead (printed; ``stratified_kfold.dropped`` is ``{class: n cells}``).
+    """
     from sklearn.model_selection import StratifiedKFold
 
     if int(n_folds) < 2:
         raise ValueError(f"n_folds must be >= 2, got {n_folds}")
-    y = np.asarray(y).astype(str)
-    check_labels(y, n_folds=n_folds)
+    y = as_labels(y)
+    keep, stratified_kfold.dropped = drop_rare(y, min_cells_per_type)
+    yk = y[keep]
+    check_labels(yk, n_folds=n_folds)
     skf = StratifiedKFold(n_splits=int(n_folds), shuffle=True, random_state=int(seed))
-    return [(np.sort(a), np.sort(b)) for a, b in skf.split(np.zeros(len(y)), y)]
+    return [(np.sort(keep[a]), np.sort(keep[b])) for a, b in skf.split(np.zeros(len(yk)), yk)]
+
+
+def _check_groups(groups, what: str = "groups", n: int | None = None) -> np.ndarray:
+    """Groups as given (no missing ones); warn when every sample is its own group."""
+    groups = check_missing(groups, what, unit="samples", kind="group")
+    if n is not None and len(groups) != n:
+        raise ValueError(f"{n} labels but {len(groups)} groups; give one group per sample")
+    if len(groups) > 1 and len(pd.unique(groups)) == len(groups):
+        warnings.warn(f"every one of the {len(groups)} samples is its own group, so this grouped split is no "
+                      f"better than an ungrouped one: samples of one source (frame, donor) may land on both sides. "
+                      f"Give the real groups (e.g. image_folder(..., groups='from_filename' / a function / a "
+                      f"mapping), obs['donor'])", UserWarning, stacklevel=3)
+    return groups
 
 
 def group_split(groups, test_groups: Sequence, y=None) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +183,7 @@ def group_split(groups, test_groups: Sequence, y=None) -> tuple[np.ndarray, np.n
     With ``y``, the test set keeps only classes present in training (a model cannot predict a
     type it never saw); the classes dropped are counted in ``group_split.dropped`` (a dict).
     """
-    groups = np.asarray(groups).astype(str)
+    groups = _check_groups(groups).astype(str)
     test_groups = [str(g) for g in test_groups]
     unknown = sorted(set(test_groups) - set(groups))
     if unknown:
@@ -91,7 +195,7 @@ def group_split(groups, test_groups: Sequence, y=None) -> tuple[np.ndarray, np.n
     tr, te = np.flatnonzero(~test), np.flatnonzero(test)
     group_split.dropped = {}
     if y is not None:
-        y = np.asarray(y).astype(str)
+        y = as_labels(y)
         check_labels(y[tr], what="training labels")
         seen = set(y[tr])
         missing = pd.Series(y[te][~np.isin(y[te], list(seen))]).value_counts()
@@ -108,14 +212,14 @@ def leave_groups_out(groups, n_folds: int = 3, y=None) -> list[tuple[np.ndarray,
     """
     from sklearn.model_selection import GroupKFold
 
-    groups = np.asarray(groups).astype(str)
+    groups = _check_groups(groups).astype(str)
     n_groups = len(set(groups))
     if int(n_folds) < 2 or int(n_folds) > n_groups:
         raise ValueError(f"n_folds must be between 2 and the number of groups ({n_groups}), got {n_folds}")
+    yy = None if y is None else as_labels(y)
     out = []
     for tr, te in GroupKFold(n_splits=int(n_folds)).split(np.zeros(len(groups)), groups=groups):
-        if y is not None:
-            yy = np.asarray(y).astype(str)
+        if yy is not None:
             te = te[np.isin(yy[te], list(set(yy[tr])))]
         out.append((np.sort(tr), np.sort(te), sorted(set(groups[te]))))
     return out
@@ -133,9 +237,8 @@ def grouped_folds(labels, groups, n_splits: int = 4, seed: int = 0) -> list:
     """``StratifiedGroupKFold`` folds ``[(train_idx, test_idx), ...]``: a group is never on both sides."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    labels, groups = np.asarray(labels), np.asarray(groups)
-    if len(labels) != len(groups):
-        raise ValueError(f"{len(labels)} labels but {len(groups)} groups")
+    labels = check_missing(labels, "labels", unit="samples")
+    groups = _check_groups(groups, n=len(labels))
     n_groups = len(np.unique(groups))
     if n_groups < n_splits:
         raise ValueError(f"{n_groups} groups cannot make {n_splits} grouped folds; use n_splits <= {n_groups}")
@@ -153,9 +256,8 @@ def grouped_size_splits(labels, groups, sizes, n_repeats: int = 5, test_fraction
     exactly).  Returns ``[{"repeat", "size", "train", "test"}, ...]`` (index arrays).
     A size larger than the training pool is a ``ValueError``.
     """
-    labels, groups = np.asarray(labels), np.asarray(groups)
-    if len(labels) != len(groups):
-        raise ValueError(f"{len(labels)} labels but {len(groups)} groups")
+    labels = check_missing(labels, "labels", unit="samples")
+    groups = _check_groups(groups, n=len(labels))
     if not 0 < test_fraction < 1:
         raise ValueError("test_fraction must be in (0, 1)")
     ug, gl = _stratified_groups(groups, labels)

@@ -24,11 +24,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from .config import resolve_device, seed_everything
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+__all__ = ["Trainer", "NotFittedError", "count_parameters"]
 
 
 def _n_rows(X) -> int:
@@ -44,16 +47,39 @@ def _rows(X, idx: np.ndarray) -> np.ndarray:
     return np.asarray(X[idx], dtype=np.float32)
 
 
-def _check_inputs(X, y):
+def _check_inputs(X, y, what: str = "X"):
+    """Validate ``X`` (and the length of ``y``); return ``X`` in a row-indexable form.
+
+    Any SciPy sparse format becomes CSR (COO / DIA cannot be sliced by rows; CSC would be slow),
+    once, here; a DataFrame becomes its values (``X[idx]`` on a DataFrame would pick columns).
+    """
     if X is None or not hasattr(X, "shape") or len(X.shape) < 2:
-        raise ValueError("X must be a 2-D (or image-shaped) array, tensor or sparse matrix with samples in rows")
+        raise ValueError(f"{what} must be a 2-D (or image-shaped) array, tensor or sparse matrix with samples in "
+                         f"rows; got {type(X).__name__}{'' if not hasattr(X, 'shape') else ' of shape ' + str(X.shape)}")
+    if sp.issparse(X) and X.format != "csr":
+        X = X.tocsr()
+    elif isinstance(X, (pd.DataFrame, pd.Series)):
+        X = X.to_numpy()
     if _n_rows(X) == 0:
-        raise ValueError("X has no rows")
+        raise ValueError(f"{what} has no rows")
     data = X.data if sp.issparse(X) else (X.numpy() if isinstance(X, torch.Tensor) else np.asarray(X))
+    if not (np.issubdtype(np.asarray(data).dtype, np.number) or np.asarray(data).dtype == bool):
+        raise ValueError(f"{what} must hold numbers; got dtype {np.asarray(data).dtype}")
     if np.issubdtype(np.asarray(data).dtype, np.number) and not np.all(np.isfinite(data)):
-        raise ValueError("X contains NaN or infinite values")
+        raise ValueError(f"{what} contains NaN or infinite values")
     if y is not None and len(y) != _n_rows(X):
-        raise ValueError(f"X has {_n_rows(X)} rows but y has {len(y)} entries")
+        raise ValueError(f"{what} has {_n_rows(X)} rows but y has {len(y)} entries")
+    return X
+
+
+def _declared_width(model: nn.Module) -> int | None:
+    """Input width a model declares (``n_genes`` / ``n_inputs`` / a leading ``nn.Linear``), else None."""
+    for m in (model, *getattr(model, "members", [])[:1]):
+        for attr in ("n_genes", "n_inputs", "n_features"):
+            if isinstance(getattr(m, attr, None), int):
+                return int(getattr(m, attr))
+    first = next((m for m in model.modules() if any(True for _ in m.parameters(recurse=False))), None)
+    return int(first.in_features) if isinstance(first, nn.Linear) else None
 
 
 class Trainer:
@@ -123,18 +149,84 @@ class Trainer:
         self.fit_seconds = 0.0
         self.best_epoch = None
         self.classes_ = None
+        self._fitted = False
 
     # ------------------------------------------------------------------ helpers
     def _targets(self, y):
         if self.task == "classification":
-            y = np.asarray(y)
+            from .splits import check_missing
+
+            y = check_missing(y, "y", unit="rows")
             self.classes_, codes = np.unique(y, return_inverse=True)
             if len(self.classes_) < 2:
                 raise ValueError(f"classification needs at least 2 classes; y has {len(self.classes_)}")
             return codes.astype(np.int64)
         if self.task == "regression":
-            return np.asarray(y, dtype=np.float32)
+            Y = np.asarray(y, dtype=np.float32)
+            if not np.all(np.isfinite(Y)):
+                raise ValueError(f"y contains {int((~np.isfinite(Y)).sum())} NaN or infinite targets; drop or fill "
+                                 f"those rows")
+            return Y
         return None
+
+    def _class_weight(self):
+        """``class_weight`` checked against ``classes_``: an array in ``classes_`` order (or None)."""
+        cw = self.class_weight
+        if cw is None or self.task != "classification":
+            return None
+        n = len(self.classes_)
+        if isinstance(cw, dict):
+            missing = [c for c in self.classes_ if c not in cw]
+            if missing:
+                raise ValueError(f"class_weight has no weight for class(es) {', '.join(map(str, missing))}; give "
+                                 f"one per class of y: {', '.join(map(str, self.classes_))}")
+            cw = [cw[c] for c in self.classes_]
+        w = np.asarray(cw, dtype=np.float64)
+        if w.shape != (n,):
+            raise ValueError(f"class_weight has {w.size} value(s) (shape {w.shape}) but y has {n} classes "
+                             f"({', '.join(map(str, self.classes_))}); give one weight per class in that (sorted) "
+                             f"order, or a dict {{class: weight}}")
+        if not np.all(np.isfinite(w)) or (w < 0).any() or not (w > 0).any():
+            raise ValueError(f"class_weight must be finite, >= 0 and not all zero; got {w.tolist()}")
+        return w
+
+    def _dry_run(self, X, n_classes: int | None):
+        """Run the model on the first row of X (eval mode, no grad) so that a shape mismatch is a clear error.
+
+        Checks the input width against what the model declares / its first layer, and (classification with
+        the default loss) that the model outputs one score per class.
+        """
+        got = tuple(X.shape[1:])
+        expected = _declared_width(self.model)
+        name = type(self.model).__name__
+        if expected is not None and len(got) == 1 and got[0] != expected:
+            raise ValueError(f"X has {got[0]} columns (features per row) but the model ({name}) expects {expected}; "
+                             f"give the same features (genes, in the same order) the model was built for, or build "
+                             f"it for {got[0]} inputs")
+        params = next(self.model.parameters(), None)
+        dev = params.device if params is not None else torch.device("cpu")
+        xb = torch.from_numpy(_rows(X, np.arange(1))).to(dev)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = self.model(xb)
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, ValueError, IndexError, TypeError) as err:
+            msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise ValueError(f"the model ({name}) cannot take rows of shape {got}"
+                             f"{f' (it expects {expected} features)' if expected else ''}: {type(err).__name__}: "
+                             f"{msg}; give X the shape the model was built for") from None
+        finally:
+            self.model.train(was_training)
+        if n_classes is not None and self.loss is None and isinstance(out, torch.Tensor):
+            n_out = out.shape[1] if out.ndim == 2 else None
+            if n_out != n_classes:
+                raise ValueError(f"y has {n_classes} classes ({', '.join(map(str, self.classes_[:8]))}"
+                                 f"{', ...' if n_classes > 8 else ''}) but the model ({name}) outputs "
+                                 f"{n_out if n_out is not None else tuple(out.shape[1:])} scores per row; build the "
+                                 f"model with one output per class (n_classes={n_classes}), or drop the extra classes")
 
     def _batch(self, X, Y, idx):
         xb = torch.from_numpy(_rows(X, idx)).to(self.device, non_blocking=True)
@@ -151,8 +243,8 @@ class Trainer:
             return self.loss(self.model, xb, yb)
         out = self.model(xb)
         if self.task == "classification":
-            weight = None if self.class_weight is None else torch.as_tensor(
-                self.class_weight, dtype=torch.float32, device=self.device)
+            cw = getattr(self, "class_weight_", None)
+            weight = None if cw is None else torch.as_tensor(cw, dtype=torch.float32, device=self.device)
             return nn.functional.cross_entropy(out.float(), yb, weight=weight), out
         return nn.functional.mse_loss(out.float(), yb.float()), out
 
@@ -193,14 +285,23 @@ class Trainer:
         ``groups`` (one id per row, e.g. donor or source frame) makes the internal validation
         split hold out whole groups, so early stopping is not fooled by near-duplicates.
         """
-        _check_inputs(X, y)
+        X = _check_inputs(X, y)
         if y is None and self.task != "reconstruction":
             raise ValueError(f"task {self.task!r} needs targets y")
-        seed_everything(self.seed)
         Y = self._targets(y) if y is not None else None
+        self.class_weight_ = self._class_weight()
+        self._dry_run(X, len(self.classes_) if self.task == "classification" else None)
+        if X_val is not None:
+            X_val = _check_inputs(X_val, y_val, "X_val")
+            if tuple(X_val.shape[1:]) != tuple(X.shape[1:]):
+                raise ValueError(f"X_val rows have shape {tuple(X_val.shape[1:])} but X rows {tuple(X.shape[1:])}; "
+                                 f"give validation data with the same features")
+            if y_val is None and self.task != "reconstruction":
+                raise ValueError(f"X_val was given without y_val; task {self.task!r} needs validation targets")
+        seed_everything(self.seed)
         if X_val is not None:
             train_idx, val_idx = np.arange(_n_rows(X)), None
-            Yv = (np.searchsorted(self.classes_, np.asarray(y_val)) if self.task == "classification"
+            Yv = (self._val_codes(y_val) if self.task == "classification"
                   else (None if y_val is None else np.asarray(y_val, dtype=np.float32)))
         else:
             train_idx, val_idx = self._split(_n_rows(X), Y, groups)
@@ -266,7 +367,27 @@ class Trainer:
         self.fit_seconds = time.perf_counter() - t0
         self.history = pd.DataFrame(rows)
         self.model.eval()
+        self._fitted = True
         return self
+
+    def _val_codes(self, y_val) -> np.ndarray:
+        """Validation labels -> class codes; a label never seen in training is an error (not a wrong code)."""
+        from .splits import check_missing
+
+        yv = check_missing(y_val, "y_val", unit="rows")
+        unseen = ~np.isin(yv, self.classes_)
+        if unseen.any():
+            bad = pd.Series(yv[unseen]).astype(str).value_counts()
+            raise ValueError(f"y_val has {int(unseen.sum())} label(s) never seen in training: "
+                             + ", ".join(f"{k} ({v})" for k, v in bad.iloc[:8].items())
+                             + f"; training classes: {', '.join(map(str, self.classes_))}. Drop those validation "
+                               f"rows, or train on data that has those classes")
+        return np.searchsorted(self.classes_, yv)
+
+    def _check_fitted(self):
+        if not getattr(self, "_fitted", False) and self.classes_ is None:
+            raise NotFittedError(f"this Trainer ({type(self.model).__name__}) is not fitted yet; call "
+                                 f"fit(X, y) before predict / predict_proba")
 
     @torch.no_grad()
     def _evaluate(self, X, Y, idx) -> dict:
@@ -293,7 +414,8 @@ class Trainer:
 
         ``fn(model, xb)`` replaces ``model(xb)`` (e.g. ``lambda m, x: m.encode(x)``).
         """
-        _check_inputs(X, None)
+        X = _check_inputs(X, None)
+        self._dry_run(X, None)
         self.model.to(self.device).eval()
         outs = []
         for start in range(0, _n_rows(X), self.predict_batch_size):
@@ -308,10 +430,12 @@ class Trainer:
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape ``(n_samples, n_classes)``, columns in ``classes_`` order."""
+        self._check_fitted()
         return torch.softmax(torch.from_numpy(self.forward(X)), dim=1).numpy()
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels (in the original label vocabulary for classification)."""
+        self._check_fitted()
         out = self.forward(X)
         if self.task == "classification":
             return self.classes_[out.argmax(1)]

@@ -123,8 +123,10 @@ def test_failing_notebook_names_notebook_and_cell(tmp_path):
     root = _fixture_repo(tmp_path, "raise RuntimeError('boom')")
     with pytest.raises(run.NotebookFailed, match=r"notebook demo/bad failed in cell 4 .*raise RuntimeError.*RuntimeError: boom"):
         run.run_notebook("demo/bad", "quick", "cpu", {}, root=root, progress=False)
-    executed = root / "book" / "_build" / "executed" / "demo" / "bad.ipynb"
-    assert error_outputs(executed)
+    # nothing is published; the failed copy is kept for debugging, with the same cell number
+    assert not (root / "book" / "_build" / "executed" / "demo" / "bad.ipynb").exists()
+    failed = root / "book" / "_build" / "failed" / "demo" / "bad.ipynb"
+    assert error_outputs(failed)[0] == "cell 4: RuntimeError: boom"
 
 
 def test_cli_exit_code_and_message(tmp_path):
@@ -157,7 +159,7 @@ def test_book_check_reports_missing_and_failed(tmp_path, monkeypatch):
     toc["chapters"].append({"file": "notebooks/demo/half"})
     (tmp_path / "_toc.yml").write_text(yaml.safe_dump(toc))
     problems = book.check(tmp_path)
-    assert any("demo/half: cell 0: not completed" in p for p in problems)
-    assert any("demo/bad: cell 0: ValueError" in p for p in problems)
+    assert any("demo/half: cell 1: not completed" in p for p in problems)  # cells count from 1
+    assert any("demo/bad: cell 1: ValueError" in p for p in problems)
     assert any("demo/gone: no executed copy" in p for p in problems)
     assert any("book/missing_page" in p for p in problems)

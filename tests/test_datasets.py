@@ -11,12 +11,17 @@ def test_missing_dataset_error_names_paths_env_and_source(tmp_path, monkeypatch)
     monkeypatch.setenv("CELLBOOK_DATA", str(tmp_path / "nowhere"))
     monkeypatch.setenv("CELLBOOK_CACHE", str(tmp_path / "cache"))
     with pytest.raises(DatasetNotFoundError) as err:
-        locate("vangalen2019_bm_seqwell", path=tmp_path / "given")
+        locate("vangalen2019_bm_seqwell")
     msg = str(err.value)
-    assert str(tmp_path / "given") in msg
     assert str(tmp_path / "nowhere" / "vangalen2019_bm_seqwell" / "vangalen2019_bm_seqwell.h5ad") in msg
     assert str(tmp_path / "cache" / "vangalen2019_bm_seqwell") in msg
-    assert "CELLBOOK_DATA" in msg and "GSE116256" in msg
+    assert "CELLBOOK_DATA" in msg and "GSE116256" in msg and "cellbook data fetch vangalen2019_bm_seqwell" in msg
+    # an explicit path is the only place looked at: the message says so and names only it
+    with pytest.raises(DatasetNotFoundError) as err:
+        locate("vangalen2019_bm_seqwell", path=tmp_path / "given")
+    msg = str(err.value)
+    assert f"path={str(tmp_path / 'given')!r} does not exist" in msg
+    assert str(tmp_path / "nowhere") not in msg.split("leave it out")[0]
 
 
 def test_search_order_path_then_env_then_cache(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ def test_image_folder_reads_classes_and_skips_corrupt(tmp_path):
     _write(tmp_path / "b" / "y2.jpg", np.full((10, 12), 70, np.uint8))
     (tmp_path / "b" / "broken.png").write_bytes(b"not an image")
     (tmp_path / "b" / "notes.txt").write_text("ignored: not an image extension")
-    with pytest.warns(UserWarning, match="unreadable"):
+    with pytest.warns(UserWarning, match="unreadable"), pytest.warns(UserWarning, match="its own group"):
         ims = dsi.image_folder(tmp_path)
     assert len(ims) == 4
     assert sorted(ims.labels.tolist()) == ["a", "a", "b", "b"]
@@ -36,7 +36,7 @@ def test_image_folder_empty_class_and_single_class(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.warns(UserWarning, match="empty"), pytest.raises(ValueError, match="at least 2"):
         dsi.image_folder(tmp_path)
-    with pytest.warns(UserWarning, match="empty"):
+    with pytest.warns(UserWarning, match="empty"), pytest.warns(UserWarning, match="its own group"):
         ims = dsi.image_folder(tmp_path, min_classes=1)
     assert ims.classes == ["a"]
 

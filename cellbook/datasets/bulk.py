@@ -28,12 +28,23 @@ from .registry import DataInfo, info_for, load_source, locate
 def check_expression(adata, label_key: str = "cell_type", min_per_label: int = 2):
     """Validate a samples x genes AnnData with labels; return a copy with dense float32 ``X``.
 
-    Raises ``ValueError`` for a missing label column, non-finite values, or a label with
-    fewer than ``min_per_label`` samples (it could not be in both training and test data).
+    Raises ``ValueError`` for a missing label column, a missing label (NaN / None), no samples or
+    no genes, duplicated gene names, non-finite values, or a label with fewer than
+    ``min_per_label`` samples (it could not be in both training and test data).
     """
+    from ..splits import check_missing
+    from .scrna import check_unique_genes
+
     if label_key not in adata.obs:
         raise ValueError(f"obs[{label_key!r}] is missing; put the tissue / cell-type label there "
                          f"(columns present: {', '.join(map(str, adata.obs.columns)) or 'none'})")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(f"the expression data has {adata.n_obs} samples x {adata.n_vars} genes; nothing to work "
+                         f"with (was it filtered to nothing, or is the file incomplete?)")
+    check_missing(adata.obs[label_key].to_numpy(), f"obs[{label_key!r}]", names=adata.obs_names, unit="samples")
+    check_unique_genes(adata.var_names, "var_names (genes)",
+                       "give unique names first (e.g. Ensembl ids as var_names with the symbols in "
+                       "var['gene_symbol'], or sum the duplicated genes' values)")
     X = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
     if not np.issubdtype(X.dtype, np.number):
         raise ValueError(f"expression values must be numbers; got dtype {X.dtype}")
@@ -71,7 +82,9 @@ def from_table(table, label_col: str = "cell_type", name: str = "table", real: b
         if not path.exists():
             raise FileNotFoundError(f"expression table {path} does not exist")
         sep = "\t" if path.suffix.lower() in (".tsv", ".txt") or path.name.endswith((".tsv.gz", ".txt.gz")) else ","
-        table = pd.read_csv(path, sep=sep, index_col=0)
+        from .scrna import _read_table
+
+        table = _read_table(path, "expression table", sep=sep, index_col=0)
         source = str(path)
     else:
         source = "DataFrame"
@@ -82,6 +95,9 @@ def from_table(table, label_col: str = "cell_type", name: str = "table", real: b
     if nonnum:
         raise ValueError(f"non-numeric gene columns {nonnum[:5]}; the table must hold only expression values "
                          f"besides {label_col!r}")
+    from ..splits import check_missing
+
+    check_missing(table[label_col].to_numpy(), f"label column {label_col!r}", names=table.index, unit="samples")
     adata = ad.AnnData(X=genes.to_numpy(np.float32), obs=pd.DataFrame({"cell_type": table[label_col].astype(str)},
                                                                       index=table.index.astype(str)),
                        var=pd.DataFrame(index=genes.columns.astype(str)))
@@ -100,10 +116,10 @@ def tcga6(path=None, protein_coding: bool = True, drop_zero: bool = True):
     log-transform with :mod:`cellbook.preprocess.bulk`.  obs: ``cell_type`` (= TCGA project code),
     ``tissue``, ``tss``, ``plate``.  var: ``gene_symbol``, ``gene_biotype``.
     """
-    import anndata as ad
+    from .scrna import read_h5ad
 
     p = locate("tcga6_rnasum_counts", path)
-    adata = ad.read_h5ad(p)
+    adata = read_h5ad(p, "tcga6_rnasum_counts: h5ad file")
     keep = np.ones(adata.n_vars, bool)
     if protein_coding and "gene_biotype" in adata.var:
         keep &= (adata.var["gene_biotype"].astype(str) == "protein_coding").to_numpy()
@@ -130,10 +146,10 @@ def cellnet(path=None):
     Make it once from CellNet's training data (``expTrain`` matrix + ``stTrain$description1``).
     Raises :class:`DatasetNotFoundError` listing the paths tried when it is absent.
     """
-    import anndata as ad
+    from .scrna import read_h5ad
 
     p = locate("cellnet_hg1133plus2", path)
-    adata = check_expression(ad.read_h5ad(p))
+    adata = check_expression(read_h5ad(p, "cellnet_hg1133plus2: h5ad file"))
     adata.uns["cellbook_data"] = info_for("cellnet_hg1133plus2", p, strict=False).to_dict()
     return adata
 
@@ -154,6 +170,10 @@ def pseudobulk(adata, by=("donor", "cell_type"), min_cells: int = 10, label_key:
         raise ValueError(f"obs column(s) {missing} missing; available: {', '.join(map(str, adata.obs.columns))}")
     if label_key not in by:
         raise ValueError(f"the label column {label_key!r} must be one of the grouping columns {by}")
+    from ..splits import check_missing
+
+    for b in by:
+        check_missing(adata.obs[b].to_numpy(), f"obs[{b!r}]", names=adata.obs_names)
     X = adata.layers[layer] if layer and layer in adata.layers else adata.X
     X = sp.csr_matrix(X)
     keys = adata.obs[by].astype(str).agg("|".join, axis=1)

@@ -42,6 +42,10 @@ class ImageSet:
     info   : DataInfo (name, source, path, sha256, real)
     skipped : list of ``(file, reason)`` for files that could not be read
     meta   : DataFrame, one row per image (metadata.csv columns where the dataset has them)
+    unlisted : list of image files found in the dataset folder but absent from its metadata.csv
+             (not loaded; warned about and counted in ``info.note``)
+
+    A missing label or group (NaN, None, empty) is a ``ValueError`` naming the files.
     """
 
     images: list
@@ -51,10 +55,17 @@ class ImageSet:
     info: DataInfo
     skipped: list = field(default_factory=list)
     meta: pd.DataFrame | None = None
+    unlisted: list = field(default_factory=list)
 
     def __post_init__(self):
-        self.labels = np.asarray(self.labels).astype(str)
-        self.groups = np.asarray(self.groups).astype(str)
+        from ..splits import check_missing
+
+        names = list(self.files) if len(self.files) == len(self.labels) else None
+        fix = "drop those images (rows of metadata.csv) or fill in their {}"
+        self.labels = check_missing(self.labels, "ImageSet labels", names, "images", fix.format("label")).astype(str)
+        names = list(self.files) if len(self.files) == len(self.groups) else None
+        self.groups = check_missing(self.groups, "ImageSet groups", names, "images", fix.format("group"),
+                                    kind="group").astype(str)
         n = len(self.images)
         if not (len(self.labels) == len(self.groups) == len(self.files) == n):
             raise ValueError(f"ImageSet: {n} images but {len(self.labels)} labels, {len(self.groups)} groups "
@@ -80,7 +91,7 @@ class ImageSet:
             idx = np.flatnonzero(idx)
         return ImageSet(images=[self.images[i] for i in idx], labels=self.labels[idx], groups=self.groups[idx],
                         files=[self.files[i] for i in idx], info=self.info, skipped=list(self.skipped),
-                        meta=self.meta.iloc[idx].reset_index(drop=True))
+                        meta=self.meta.iloc[idx].reset_index(drop=True), unlisted=list(self.unlisted))
 
     def binary(self, positive: str) -> np.ndarray:
         """``1`` where the label is ``positive``, else ``0`` (for screening metrics)."""
@@ -124,16 +135,80 @@ def _read_many(root: Path, rel_files: list[str]):
     return images, kept, skipped
 
 
+def _groups_for(files: list[str], rule, root: Path) -> tuple[list[str], str]:
+    """One group per file from ``rule`` (see :func:`image_folder`); and a note saying how they were made."""
+    import re
+
+    if rule is None:
+        groups = [str(Path(f).with_suffix("")) for f in files]
+        note = ("EACH IMAGE IS ITS OWN GROUP (no groups= given): grouped splits cannot keep images of one frame "
+                "or donor together")
+        warnings.warn(f"image_folder({root}): no groups= given, so each of the {len(files)} images is its own group; "
+                      f"grouped splits then cannot keep crops of one frame / cells of one donor on one side and "
+                      f"scores are inflated if images share a source. Pass groups='from_filename', a regex, a "
+                      f"function of the file path, or a mapping file -> group", UserWarning, stacklevel=3)
+        return groups, note
+    if callable(rule):
+        groups, note = [rule(f) for f in files], "groups from a function of the file path"
+    elif isinstance(rule, str):
+        pattern = r"^(.+)[_-][^_-]+$" if rule == "from_filename" else rule
+        try:
+            rx = re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"groups='{rule}' is not 'from_filename' nor a valid regular expression ({err}); "
+                             f"e.g. groups=r'(frame\\d+)'") from None
+        groups, bad = [], []
+        for f in files:
+            m = rx.search(Path(f).stem)
+            if m is None:
+                bad.append(f)
+                groups.append(None)
+            else:
+                groups.append(m.group(1) if rx.groups else m.group(0))
+        if bad:
+            what = ("the file name up to its last '_' or '-' (frame12_tile3.png -> frame12)" if rule == "from_filename"
+                    else f"the regex '{rule}'")
+            raise ValueError(f"groups='{rule}': {len(bad)} file name(s) do not fit {what}: {', '.join(bad[:5])}"
+                             f"{' ...' if len(bad) > 5 else ''}; rename them, or pass another regex, a function "
+                             f"or a mapping file -> group")
+        note = f"groups from the file names ({'rule from_filename' if rule == 'from_filename' else 'regex ' + rule})"
+    elif hasattr(rule, "get"):
+        groups, bad = [], []
+        for f in files:
+            key = next((k for k in (f, Path(f).name, Path(f).stem) if k in rule), None)
+            groups.append(None if key is None else rule[key])
+            if key is None:
+                bad.append(f)
+        if bad:
+            raise ValueError(f"groups mapping has no entry for {len(bad)} image(s): {', '.join(bad[:5])}"
+                             f"{' ...' if len(bad) > 5 else ''}; add them (keys: relative path, file name or stem)")
+        note = "groups from a mapping"
+    else:
+        raise ValueError(f"groups must be None, 'from_filename', a regex string, a function or a mapping; "
+                         f"got {type(rule).__name__}")
+    return groups, note
+
+
 def image_folder(path: str | os.PathLike, extensions=IMAGE_EXTENSIONS, min_classes: int = 2,
-                 name: str | None = None) -> ImageSet:
+                 name: str | None = None, groups=None) -> ImageSet:
     """Read a folder with one sub-folder per class (png / jpg / tif / bmp files inside).
 
-    - Unreadable or corrupt files are skipped and listed in ``ImageSet.skipped`` (with a warning).
+    - Unreadable or corrupt files are skipped and listed in ``ImageSet.skipped`` (with a warning);
+      no readable image at all is a ``ValueError``.
     - Empty class folders (no readable image) are skipped with a warning.
     - Fewer than ``min_classes`` non-empty classes is a ``ValueError`` (a classifier needs two).
     - Images may differ in size, channels and bit depth; :mod:`cellbook.preprocess.imaging`
       brings them to one 8-bit grayscale size.
-    Each image is its own group (no frame information in a plain folder).
+
+    ``groups`` says which images share a source (frame, well, donor), so that grouped splits keep
+    them on one side:
+
+    - ``"from_filename"``: the file name up to its last ``_`` or ``-`` (``frame12_tile3.png`` -> ``frame12``);
+    - any other string: a regular expression searched in the file name (without extension); its
+      first capture group (or the whole match) is the group, e.g. ``r"(f\\d+)_c"``;
+    - a function ``f(relative_path) -> group``; or a mapping from relative path, file name or stem to group;
+    - ``None`` (default): each image is its own group.  That is said loudly (a warning, and
+      ``info.note``), and the grouped splits of :mod:`cellbook.splits` warn about it again.
     """
     root = Path(path).expanduser()
     if not root.exists():
@@ -158,32 +233,92 @@ def image_folder(path: str | os.PathLike, extensions=IMAGE_EXTENSIONS, min_class
         labels += [d.name] * len(ims)
     if empty:
         warnings.warn(f"class folder(s) with no readable image skipped: {', '.join(empty)}", stacklevel=2)
+    if not images:
+        raise ValueError(_nothing_readable(root, skipped, exts))
     n_classes = len(set(labels))
     if n_classes < min_classes:
         raise ValueError(f"{root}: {n_classes} class(es) with readable images "
                          f"({', '.join(sorted(set(labels))) or 'none'}; empty: {', '.join(empty) or 'none'}); "
                          f"at least {min_classes} are needed")
+    group_ids, group_note = _groups_for(files, groups, root)
     info = DataInfo(name=name or root.name, title=f"image folder {root.name}", source=str(root), path=str(root),
                     sha256=None, real=True, note=f"{len(images)} images, {n_classes} classes, "
-                                                 f"{len(skipped)} unreadable skipped")
-    groups = [Path(f).stem for f in files]
-    return ImageSet(images, np.array(labels), np.array(groups), files, info, skipped)
+                                                 f"{len(skipped)} unreadable skipped; {group_note}")
+    return ImageSet(images, np.array(labels), np.array(group_ids, dtype=object), files, info, skipped)
+
+
+def _nothing_readable(root: Path, skipped: list, exts) -> str:
+    if not skipped:
+        return (f"{root}: no image files ({', '.join(exts)}) found; put the images in the class folders "
+                f"or pass extensions=...")
+    reasons = "; ".join(f"{f}: {r}" for f, r in skipped[:3])
+    return (f"{root}: none of the {len(skipped)} image file(s) could be read ({reasons}"
+            f"{'; ...' if len(skipped) > 3 else ''}); replace the corrupt files (download the dataset again)")
+
+
+def _read_metadata(meta_path: Path, label_col: str, group_col: str) -> pd.DataFrame:
+    """metadata.csv, checked: readable, the needed columns, at least one row, no duplicated or empty file."""
+    from ..splits import check_missing
+    from .scrna import _read_table
+
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} does not exist; a registered image dataset needs its metadata.csv "
+                                f"(file, label and group per image): download the dataset again")
+    meta = _read_table(meta_path, "image metadata")
+    missing = [c for c in ("file", label_col, group_col) if c not in meta.columns]
+    if missing:
+        raise ValueError(f"{meta_path}: column(s) {', '.join(missing)} missing; present: "
+                         f"{', '.join(map(str, meta.columns))}; fix the header (or download the dataset again)")
+    if meta.empty:
+        raise ValueError(f"{meta_path} has a header but no rows: it lists no image; write one row per image "
+                         f"(or download the dataset again)")
+    lines = pd.Series(np.arange(len(meta)) + 2, index=meta.index)      # line numbers in the file (header = 1)
+    check_missing(meta["file"].to_numpy(), f"{meta_path}: column 'file'", [f"line {n}" for n in lines], "rows",
+                  "fill in the file name or delete those rows", kind="file name")
+    dup = meta["file"].astype(str).duplicated(keep=False)
+    if dup.any():
+        shown = "; ".join(f"{f} (lines {', '.join(map(str, lines[meta['file'].astype(str) == f]))})"
+                          for f in pd.unique(meta.loc[dup, "file"].astype(str))[:5])
+        raise ValueError(f"{meta_path}: {int(dup.sum())} rows list the same image twice or more: {shown}; "
+                         f"delete the duplicate rows (one row per image)")
+    names = meta["file"].astype(str).tolist()
+    fix = f"delete those rows of {meta_path} or fill in their {{}}"
+    check_missing(meta[label_col].to_numpy(), f"{meta_path}: column {label_col!r}", names, "images",
+                  fix.format("label"))
+    check_missing(meta[group_col].to_numpy(), f"{meta_path}: column {group_col!r}", names, "images",
+                  fix.format("group"), kind="group")
+    return meta
+
+
+def _unlisted_images(folder: Path, listed) -> list[str]:
+    """Image files under ``folder`` that the metadata does not list (relative paths, sorted)."""
+    listed = {str(Path(f)) for f in listed}
+    on_disk = (str(p.relative_to(folder)) for p in folder.rglob("*")
+               if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    return sorted(f for f in on_disk if f not in listed)
 
 
 def _registered(name: str, path, label_col: str, group_col: str) -> ImageSet:
     folder = locate(name, path)
     meta_path = folder / "metadata.csv"
-    meta = pd.read_csv(meta_path)
-    missing = [c for c in ("file", label_col, group_col) if c not in meta.columns]
-    if missing:
-        raise ValueError(f"{meta_path}: column(s) {', '.join(missing)} missing; present: {', '.join(meta.columns)}")
+    meta = _read_metadata(meta_path, label_col, group_col)
     images, kept, skipped = _read_many(folder, meta["file"].tolist())
+    if not images:
+        raise ValueError(_nothing_readable(folder, skipped, IMAGE_EXTENSIONS).replace(
+            "image file(s)", f"image file(s) listed in {meta_path.name}"))
+    unlisted = _unlisted_images(folder, meta["file"])
+    if unlisted:
+        warnings.warn(f"{name}: {len(unlisted)} image file(s) in {folder} are not in metadata.csv and are NOT "
+                      f"loaded: {', '.join(unlisted[:5])}{' ...' if len(unlisted) > 5 else ''}; add rows for them "
+                      f"(file, label, group) or move them out (listed in ImageSet.unlisted)", UserWarning, stacklevel=3)
     meta = meta.set_index("file").loc[kept].reset_index()
     info = info_for(name, folder)
     info.sha256 = sha256sum(meta_path)
     info.note = (f"{len(images)} images, {meta[group_col].nunique()} groups ({group_col}); "
-                 f"sha256 of metadata.csv") + (f"; {len(skipped)} unreadable skipped" if skipped else "")
-    return ImageSet(images, meta[label_col].to_numpy(), meta[group_col].to_numpy(), kept, info, skipped, meta)
+                 f"sha256 of metadata.csv") + (f"; {len(skipped)} unreadable skipped" if skipped else "") + \
+        (f"; {len(unlisted)} image files not in metadata.csv ignored" if unlisted else "")
+    return ImageSet(images, meta[label_col].to_numpy(), meta[group_col].to_numpy(), kept, info, skipped, meta,
+                    unlisted=unlisted)
 
 
 def stemcell_passage(path=None, label: str = "binary") -> ImageSet:

@@ -43,6 +43,10 @@ ACTIVATIONS = {
     "SIG": ("Sigmoid", lambda: nn.Sigmoid()),
 }
 _LONG = {"LOGSIGMOID": "G", "SOFTMAX": "S", "RELU": "R", "TANH": "T", "SIGMOID": "SIG"}
+MAX_UNITS = 100_000
+"""Widest layer an architecture string may ask for (the widest input here has about 56000 genes)."""
+MAX_PARAMETERS = 500_000_000
+"""Most weights an autoencoder may have (2 GB of float32 weights, before gradients and Adam state)."""
 
 
 def parse_architecture(spec: str) -> list[tuple[str, object]]:
@@ -62,6 +66,10 @@ def parse_architecture(spec: str) -> list[tuple[str, object]]:
             n = int(m.group(1))
             if n < 1:
                 raise ValueError(f"bad token {tok!r} in architecture {spec!r}: a linear layer needs >= 1 unit")
+            if n > MAX_UNITS:
+                raise ValueError(f"bad token {tok!r} in architecture {spec!r}: {n:,} units is more than the "
+                                 f"{MAX_UNITS:,} a layer may have (the paper's layers have 30-1000); use a "
+                                 f"smaller width, e.g. 'L300,G,L30'")
             layers.append(("linear", n))
         elif up in ACTIVATIONS or up in _LONG:
             layers.append(("act", _LONG.get(up, up)))
@@ -84,6 +92,11 @@ def _build(layers, n_inputs: int):
             widths.append(int(val))
         else:
             acts[len(widths) - 1] = val          # activation applied at this width index
+    n_weights = 2 * sum(a * b + b for a, b in zip(widths, widths[1:]))   # encoder + mirrored decoder
+    if n_weights > MAX_PARAMETERS:
+        raise ValueError(f"the architecture {' -> '.join(map(str, widths))} (and its mirror) would have "
+                         f"{n_weights:,} weights ({n_weights * 4 / 1e9:.1f} GB as float32), more than the "
+                         f"{MAX_PARAMETERS:,} allowed; use narrower layers or fewer input genes")
     enc = []
     for i in range(1, len(widths)):
         enc.append(nn.Linear(widths[i - 1], widths[i]))
@@ -286,8 +299,12 @@ def train_classifier_autoencoder(X_train, y_train, architecture: str = "L300,G,L
 
     Predict with ``classes[model.logits(X).argmax(1)]``.
     """
+    from ..splits import check_missing
+
     X_train = np.asarray(X_train, dtype=np.float32)
-    classes, codes = np.unique(np.asarray(y_train), return_inverse=True)
+    if len(y_train) != len(X_train):
+        raise ValueError(f"X_train has {len(X_train)} rows but y_train has {len(y_train)} labels")
+    classes, codes = np.unique(check_missing(y_train, "y_train", unit="samples"), return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"a classifier autoencoder needs >= 2 classes; y has {len(classes)}")
     torch.manual_seed(seed)

@@ -216,7 +216,9 @@ def fit_classifier(name: str, X, y, *, widths=(16, 32, 64), epochs: int = 20, ba
         raise ValueError(f"X must be a stack of images (n, channels, height, width), got shape {X.shape}")
     if min(X.shape[2:]) < 8:
         raise ValueError(f"images of {X.shape[2]} x {X.shape[3]} px are too small for {len(widths)} pooling stages")
-    y = np.asarray(y)
+    from ..splits import check_missing
+
+    y = check_missing(y, "y", unit="images")   # a missing label is an error, not a class (before np.unique)
     if len(np.unique(y)) < 2:
         raise ValueError(f"training needs images of at least 2 classes; got {np.unique(y).tolist()}")
     seed_everything(seed)

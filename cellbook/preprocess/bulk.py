@@ -101,6 +101,10 @@ class MinMaxPerGene:
         return self
 
     def transform(self, X):
+        if not hasattr(self, "min_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("this MinMaxPerGene is not fitted yet; call fit(X_train) first")
         X = _dense(X)
         if X.shape[1] != self.min_.size:
             raise ValueError(f"X has {X.shape[1]} genes; the scaler was fitted on {self.min_.size}")
@@ -146,7 +150,9 @@ class BulkPreprocessor:
 
     def transform(self, X) -> np.ndarray:
         if not hasattr(self, "genes_"):
-            raise ValueError("BulkPreprocessor is not fitted; call fit(X_train) first")
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("this BulkPreprocessor is not fitted yet; call fit(X_train) first")
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} genes; the preprocessor was fitted on {self.n_features_in_}")
         X = self._log(X)

@@ -2,7 +2,7 @@
 
 Steps, in the order :func:`preprocess_set` applies them to every image:
 
-1. :func:`to_gray8`        -- 8-bit grayscale (colour -> luminance; 16-bit / float rescaled).
+1. :func:`to_gray8`        -- 8-bit grayscale (colour -> luminance; 16-bit by its bit depth / float rescaled).
 2. :func:`hsv_value`       -- mean HSV value V of the *original* image (V = max(R, G, B) per pixel;
                               for a grayscale image V is the gray value); images with mean V > 240
                               are dropped (:func:`brightness_check`).
@@ -52,11 +52,26 @@ def _check_image(img, what: str = "image") -> np.ndarray:
     return img
 
 
-def to_uint8(img) -> np.ndarray:
+SENSOR_BIT_DEPTHS = (8, 10, 12, 14, 16)
+
+
+def bit_depth(img) -> int:
+    """Bits a uint16 image actually uses: the smallest of 8, 10, 12, 14, 16 that holds its maximum.
+
+    Cameras write 10-, 12- or 14-bit data into 16-bit files; dividing those by 257 (the 16-bit
+    rule) would leave a nearly black image (12-bit white = 4095 -> gray 16).
+    """
+    top = int(np.asarray(img).max()) if np.asarray(img).size else 0
+    return next(b for b in SENSOR_BIT_DEPTHS if top < 2 ** b)
+
+
+def to_uint8(img, bits: int | None = None) -> np.ndarray:
     """Any bit depth -> uint8, keeping channels.
 
-    uint8 is unchanged; uint16 is divided by 257 (65535 -> 255); other integer types and bool
-    are clipped to 0-255 (bool -> 0/255); floats in [0, 1] are scaled by 255, other floats clipped.
+    uint8 is unchanged; uint16 is scaled by its bit depth, ``(2**bits - 1) -> 255`` with ``bits``
+    given or else inferred per image by :func:`bit_depth` (16-bit data: divided by 257 as before;
+    12-bit data: 4095 -> 255); other integer types and bool are clipped to 0-255 (bool -> 0/255);
+    floats in [0, 1] are scaled by 255, other floats clipped.
     """
     img = _check_image(img)
     if img.dtype == np.uint8:
@@ -64,7 +79,10 @@ def to_uint8(img) -> np.ndarray:
     if img.dtype == bool:
         return img.astype(np.uint8) * 255
     if img.dtype == np.uint16:
-        return np.round(img / 257.0).astype(np.uint8)
+        b = bit_depth(img) if bits is None else int(bits)
+        if not 1 <= b <= 16:
+            raise ValueError(f"bits must be between 1 and 16 for a uint16 image, not {bits}")
+        return np.clip(np.round(img * (255.0 / (2 ** b - 1))), 0, 255).astype(np.uint8)
     if np.issubdtype(img.dtype, np.floating):
         f = img.astype(np.float64)
         if f.min() >= 0 and f.max() <= 1:
@@ -73,11 +91,14 @@ def to_uint8(img) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def to_gray8(img) -> np.ndarray:
-    """8-bit grayscale ``(H, W)``: colour (BGR/BGRA, OpenCV order) -> luminance via ``cv2.cvtColor``."""
+def to_gray8(img, bits: int | None = None) -> np.ndarray:
+    """8-bit grayscale ``(H, W)``: colour (BGR/BGRA, OpenCV order) -> luminance via ``cv2.cvtColor``.
+
+    ``bits``: the bit depth of uint16 data (default: inferred per image, see :func:`to_uint8`).
+    """
     import cv2
 
-    img = to_uint8(img)
+    img = to_uint8(img, bits)
     if img.ndim == 3:
         img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
     return np.ascontiguousarray(img)

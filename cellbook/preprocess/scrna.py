@@ -63,3 +63,67 @@ def genes_detected(X, min_cells: int = 1) -> np.ndarray:
     """Boolean mask of genes with a non-zero count in at least ``min_cells`` cells."""
     nz = (X > 0).sum(axis=0) if not sp.issparse(X) else (X > 0).sum(axis=0)
     return np.asarray(nz).ravel() >= int(min_cells)
+
+
+def matrix_and_names(X, gene_names=None, layer: str | None = "counts", what: str = "X"):
+    """``(matrix, gene names or None)`` from an AnnData, a DataFrame or a matrix (+ ``gene_names``).
+
+    AnnData: ``layers[layer]`` (else ``X``) and ``var_names``; DataFrame: its values and columns (cells in
+    rows); a matrix: itself and ``gene_names`` (checked to have one name per column).
+    """
+    import pandas as pd
+
+    if hasattr(X, "var_names") and hasattr(X, "obs"):
+        if gene_names is not None:
+            raise ValueError(f"{what} is an AnnData: its var_names are the gene names; do not pass gene_names too")
+        M = X.layers[layer] if layer and layer in X.layers else X.X
+        return M, list(map(str, X.var_names))
+    if isinstance(X, pd.DataFrame):
+        if gene_names is not None:
+            raise ValueError(f"{what} is a DataFrame: its columns are the gene names; do not pass gene_names too")
+        return X.to_numpy(), list(map(str, X.columns))
+    if gene_names is not None:
+        if isinstance(gene_names, str):
+            raise ValueError(f"gene_names is the string {gene_names[:30]!r}; pass one name per column of {what}")
+        gene_names = list(map(str, gene_names))
+        n = X.shape[1] if hasattr(X, "shape") and len(X.shape) == 2 else None
+        if n is not None and len(gene_names) != n:
+            raise ValueError(f"gene_names has {len(gene_names)} entries but {what} has {n} genes (columns)")
+    return X, gene_names
+
+
+def align_genes(X, names, target, what: str = "X", min_overlap: float = 0.5, stacklevel: int = 3):
+    """Columns of ``X`` (cells x genes named ``names``) rearranged to the genes ``target``, by name.
+
+    Returns ``(CSR float32 of shape (cells, len(target)), number of target genes found)``.  Target genes
+    missing from ``names`` are zero columns (counted in a warning); fewer than ``min_overlap`` of them
+    present, or duplicated ``names``, is a ``ValueError``.
+    """
+    import warnings
+
+    import pandas as pd
+
+    names = pd.Index(list(map(str, names)))
+    if not names.is_unique:
+        dup = sorted(set(names[names.duplicated()]))
+        raise ValueError(f"{what}: gene names occur more than once ({', '.join(dup[:5])}"
+                         f"{', ...' if len(dup) > 5 else ''}); genes are matched by name, so make them unique "
+                         f"(sum or drop the duplicates) first")
+    target = list(map(str, target))
+    pos = names.get_indexer(target)
+    present = pos >= 0
+    n_model, n_found = len(target), int(present.sum())
+    if n_found < max(1, int(np.ceil(min_overlap * n_model))):
+        raise ValueError(f"only {n_found} of the model's {n_model} genes are in {what}'s gene names "
+                         f"(need >= {min_overlap:.0%}); are the gene names the same kind (symbols vs Ensembl ids) "
+                         f"and the same species?")
+    if n_found < n_model:
+        missing = [g for g, ok in zip(target, present) if not ok]
+        warnings.warn(f"{n_model - n_found} of the model's {n_model} genes are missing from {what} "
+                      f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); they are filled with zeros",
+                      UserWarning, stacklevel=stacklevel)
+    X = sp.csr_matrix(X)
+    sel = X[:, pos[present]].tocoo()
+    cols = np.flatnonzero(present)[sel.col]
+    return sp.csr_matrix((sel.data, (sel.row, cols)), shape=(X.shape[0], n_model), dtype=np.float32), n_found
+
