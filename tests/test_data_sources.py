@@ -350,9 +350,15 @@ def test_setup_cell_installs_cellbook_in_a_fresh_environment(data_root, tmp_path
     import sys
     import venv
 
+    import shutil
+
+    src = tmp_path / "src"   # build from a copy: setuptools writes build/ into the source tree
+    shutil.copytree(REPO / "cellbook", src / "cellbook", ignore=shutil.ignore_patterns("__pycache__"))
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / f, src / f)
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(wheels), str(REPO)], check=True, capture_output=True)
+                    str(wheels), str(src)], check=True, capture_output=True)
     (wheel,) = wheels.glob("cellbook-*.whl")
     env_dir = tmp_path / "fresh"
     venv.EnvBuilder(with_pip=True).create(env_dir)

@@ -175,7 +175,7 @@ def test_bad_constructor_arguments():
 
 
 def test_voting_modes_share_members_and_zoo_runs():
-    from cellbook.annotate import evaluate_models, model_zoo, with_voting
+    from cellbook.comparison import evaluate_models, model_zoo, with_voting
     from cellbook.splits import repeated_splits
 
     X, y = _toy(n=120, g=160)
