@@ -5,6 +5,8 @@
     cellbook run all --profile full --device cuda
     cellbook list                               # notebooks and their parameters
     cellbook data list | fetch NAME | verify NAME | where NAME   # datasets (cellbook.datasets.cache)
+    cellbook annotate query.h5ad --model model.cbm -o out.h5ad [--majority-voting] [--threshold 0.5]
+    cellbook annotate query.h5ad --reference ref.h5ad --label-key cell_type --model-out model.cbm -o out.h5ad
 
 Before the first notebook runs, the datasets their setup cells name are fetched and built into
 the cache when they are not already here (:func:`fetch_data`).
@@ -571,6 +573,118 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cli_layer(adata, layer: str | None, path) -> str | None:
+    """The layer holding raw counts: ``--layer`` (checked), else ``"counts"`` when present, else ``X`` (None)."""
+    if layer is None:
+        return "counts" if "counts" in adata.layers else None
+    if layer == "X":
+        return None
+    if layer not in adata.layers:
+        raise ValueError(f"{path} has no layers[{layer!r}] (layers: {', '.join(adata.layers) or 'none'}); give "
+                         f"--layer NAME of the raw counts, --layer X, or leave --layer out ('counts' if present, "
+                         f"else X)")
+    return layer
+
+
+def _cmd_annotate(args) -> int:
+    import warnings
+
+    from .annotate import UNASSIGNED, fit_reference, load_model, save_model, summary
+    from .annotate import annotate as annotate_cells
+    from .datasets.scrna import read_h5ad
+    from .fsutil import atomic_path
+
+    if (args.model is None) == (args.reference is None):
+        raise ValueError("give either --model MODEL.cbm (a saved model) or --reference REF.h5ad (labelled cells to "
+                         "train on), not both or neither")
+    if args.reference is None:
+        given = [o for o, v in (("--method", args.method), ("--model-out", args.model_out), ("-p", args.param),
+                                ("--label-key", args.label_key)) if v]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply when training with --reference REF.h5ad")
+    out = Path(args.output)
+    if out.suffix != ".h5ad":
+        raise ValueError(f"-o {out}: the output is an AnnData file; give a name ending in .h5ad")
+    if args.model_out and Path(args.model_out).resolve() == out.resolve():
+        raise ValueError("--model-out and -o name the same file")
+    params = parse_overrides(args.param)
+    query = read_h5ad(args.query, "query")
+    layer = _cli_layer(query, args.layer, args.query)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if args.reference is not None:
+            ref = read_h5ad(args.reference, "reference")
+            ref_layer = _cli_layer(ref, args.layer, args.reference)
+            from .annotate import ARCHITECTURES
+
+            if args.progress and sys.stderr.isatty() and "progress" not in params and args.method in ARCHITECTURES:
+                params["progress"] = True
+            try:
+                model = fit_reference(ref, args.method or "logreg", genes=query.var_names,
+                                      label_key=args.label_key or "cell_type", layer=ref_layer, params=params,
+                                      seed=args.seed, device=args.device)
+            except ValueError as err:
+                raise ValueError(f"{args.reference}: {err}") from None
+            source = f"trained on {ref.n_obs} cells of {args.reference}"
+        else:
+            model = load_model(args.model, device=args.device)
+            source = f"from {args.model}"
+        try:
+            annotate_cells(query, model, key_added=args.key, layer=layer, threshold=args.threshold,
+                           majority_voting=args.majority_voting, resolution=args.resolution, seed=args.seed,
+                           device=args.device)
+        except ValueError as err:
+            raise ValueError(f"{args.query}: {err}") from None
+        if args.model_out:
+            save_model(model, args.model_out)
+        with atomic_path(out) as tmp:
+            query.write_h5ad(tmp)
+    for message in dict.fromkeys(str(w.message).strip().splitlines()[0] for w in caught
+                                 if issubclass(w.category, UserWarning) and str(w.message).strip()):
+        print(f"cellbook: warning: {message}", file=sys.stderr)
+    info = query.uns[args.key]
+    found = info["n_genes_found"]
+    unassigned = (f"{info['n_unassigned']} unassigned (confidence < {info['threshold']:g})"
+                  if "threshold" in info else "no threshold")
+    print(f"{args.query}: {query.n_obs} cells annotated by {info['model']} ({source}) -> {out}")
+    voting = (f"; majority voting over {info['over_clustering']['n_clusters']} clusters"
+              if args.majority_voting else "")
+    print(f"genes: {found} of the model's {info['n_genes_model']} found; "
+          f"{len(set(query.obs[args.key].astype(str)) - {UNASSIGNED})} labels; {unassigned}{voting}")
+    if args.model_out:
+        print(f"model saved to {args.model_out}")
+    print(summary(query, args.key).to_string())
+    return 0
+
+
+def _add_annotate_parser(sub) -> None:
+    p = sub.add_parser("annotate", help="label cells of an .h5ad with a saved model, or train one on a reference first",
+                       description="Annotate the cells of QUERY (raw counts) with a saved model (--model), or train "
+                                   "a model on the genes QUERY shares with a labelled reference (--reference) first. "
+                                   "Writes OUT.h5ad with obs[KEY], obs[KEY_confidence] (and KEY_majority_voting, "
+                                   "KEY_over_clustering) and uns[KEY]. Model files unpickle: use only trusted ones.")
+    p.add_argument("query", help="the cells to annotate (.h5ad, raw counts in layers['counts'] or X)")
+    p.add_argument("-o", "--output", required=True, help="output .h5ad (written atomically)")
+    p.add_argument("--model", help="a model file written by model.save / --model-out")
+    p.add_argument("--reference", help="labelled cells (.h5ad) to train a model on, on the genes shared with QUERY")
+    p.add_argument("--label-key", help="reference obs column with the labels (default: cell_type)")
+    p.add_argument("--method", help="model to train on --reference: logreg (default: tuned logistic regression), logreg_scaled, gbm, "
+                        "celltypist, knn, mlp, cnn, lstm, lstm_att")
+    p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
+                   help="a parameter of the model trained on --reference (repeatable), e.g. -p max_epochs=5")
+    p.add_argument("--model-out", help="save the model trained on --reference to this file (e.g. model.cbm)")
+    p.add_argument("--majority-voting", action="store_true", help="over-cluster QUERY; each cluster takes its "
+                                                                  "majority label (KEY_majority_voting)")
+    p.add_argument("--resolution", type=float, help="over-clustering resolution (default: from the number of cells)")
+    p.add_argument("--threshold", type=float, help="cells whose top probability is below this are 'Unassigned'")
+    p.add_argument("--layer", help="layer of raw counts (default: 'counts' when present, else X)")
+    p.add_argument("--key", default="predicted_cell_type", help="obs column for the labels (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed for training and over-clustering (default: 0)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no training progress bar")
+    p.set_defaults(func=_cmd_annotate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cellbook", description="Run the cellbook notebooks with papermill; fetch and check their data.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -590,6 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data_cache.add_parser(sub)
     sub.choices["data"].set_defaults(func=data_cache.run_cli)
+    _add_annotate_parser(sub)
     return parser
 
 

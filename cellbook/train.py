@@ -108,6 +108,9 @@ class Trainer:
         Mixed precision (bfloat16 autocast) is used on CUDA only, when ``amp`` is true.
     checkpoint : path, optional
         Also save the best state dict there.
+    label_smoothing : float
+        Cross-entropy label smoothing during training (classification; validation losses are
+        plain cross-entropy).
     monitor : {"val", "train"}
         Which loss selects the best checkpoint and drives early stopping.  ``"train"`` only
         *logs* the validation loss (e.g. a test-set learning curve that must not steer training).
@@ -121,7 +124,7 @@ class Trainer:
                  val_fraction: float = 0.1, patience: int | None = 5, augment: Callable | None = None,
                  device: str = "auto", amp: bool = True, seed: int = 0, progress: bool | None = None,
                  checkpoint: str | None = None, class_weight: np.ndarray | None = None,
-                 predict_batch_size: int = 1024, monitor: str = "val"):
+                 predict_batch_size: int = 1024, monitor: str = "val", label_smoothing: float = 0.0):
         if task not in ("classification", "regression", "reconstruction"):
             raise ValueError(f"unknown task {task!r}; valid: classification, regression, reconstruction")
         if optimizer not in ("adam", "adamw", "sgd"):
@@ -145,6 +148,9 @@ class Trainer:
         self.class_weight = class_weight
         self.predict_batch_size = int(predict_batch_size)
         self.monitor = monitor
+        if not 0 <= float(label_smoothing) < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
         self.history = pd.DataFrame()
         self.fit_seconds = 0.0
         self.best_epoch = None
@@ -245,7 +251,10 @@ class Trainer:
         if self.task == "classification":
             cw = getattr(self, "class_weight_", None)
             weight = None if cw is None else torch.as_tensor(cw, dtype=torch.float32, device=self.device)
-            return nn.functional.cross_entropy(out.float(), yb, weight=weight), out
+            # label smoothing regularises training only: validation losses stay plain cross-entropy,
+            # so they compare across settings
+            smooth = self.label_smoothing if self.model.training else 0.0
+            return nn.functional.cross_entropy(out.float(), yb, weight=weight, label_smoothing=smooth), out
         return nn.functional.mse_loss(out.float(), yb.float()), out
 
     def _split(self, n, y_codes, groups=None):

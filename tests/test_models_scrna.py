@@ -185,12 +185,16 @@ def test_voting_modes_share_members_and_zoo_runs():
     assert soft.module_.mode == "soft"
     with pytest.raises(ValueError, match="voting ensemble"):
         with_voting(CellTypeClassifier("mlp", n_genes=None, max_epochs=1, device="cpu").fit(X, y), "hard")
-    zoo = model_zoo(k=2, include=["MLP", "CNN ensemble (hard vote)", "Logistic regression (HVG)"])
-    assert "shares" not in zoo["CNN ensemble (hard vote)"]   # its soft source is not included
+    zoo = model_zoo(k=2, include=["MLP", "CNN ensemble (hard vote)", "Logistic regression (scaled, 2000 HVGs)"])
+    assert zoo["CNN ensemble (hard vote)"]["shares"] in zoo   # its soft-vote source comes along
     with pytest.raises(ValueError, match="unknown model"):
         model_zoo(include=["GPT"])
     recs, preds, _ = evaluate_models(X, y, repeated_splits(y, seeds=[0, 1]), zoo, n_genes=None, max_epochs=1,
                                      device="cpu", progress=False)
-    assert len(recs) == 6 and set(recs["split"]) == {0, 1}
+    assert len(recs) == 8 and set(recs["split"]) == {0, 1}
+    hard_s = recs[recs.model == "CNN ensemble (hard vote)"]["fit_seconds"].to_numpy()
+    soft_s = recs[recs.model == "CNN ensemble (soft vote)"]["fit_seconds"].to_numpy()
+    assert np.allclose(hard_s, soft_s)        # trained once, for both voting modes
+    assert recs[recs.model == "MLP"]["epochs"].notna().all()
     assert np.allclose(recs["f1_micro"], recs["accuracy"])
     assert len(preds[("MLP", 0)]) == 40

@@ -47,3 +47,16 @@ def test_built_chapter_ran_cleanly_on_real_data(name):
         fake = [d["name"] for d in prov["data"] if not d.get("real")]
         assert not fake, f"{name} used synthetic data although CELLBOOK_DATA is set: {fake}"
     assert "cellbook-provenance" in executed_path(name).read_text()
+
+
+def test_notebooks_never_handle_tensors_or_fitted_modules():
+    """A chapter calls cellbook; tensors, devices and a fitted model's ``module_`` stay in the package."""
+    import re
+
+    banned = re.compile(r"\.module_\b|torch\.(from_numpy|tensor|as_tensor|no_grad)|\.to\(\s*['\"]cuda|\.cuda\(\)")
+    for name in run.list_notebooks():
+        cells = json.loads((run.notebook_dir() / f"{name}.ipynb").read_text())["cells"]
+        for i, c in enumerate(cells, 1):
+            if c["cell_type"] == "code":
+                hit = banned.search("".join(c["source"]))
+                assert not hit, f"{name} cell {i}: {hit.group(0)!r} belongs in the package, not in a chapter"

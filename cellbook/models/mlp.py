@@ -1,7 +1,8 @@
 """Multilayer perceptron for cell-type classification (Part I's MLP baseline).
 
 The paper's MLP has 4 layers: three hidden ``Linear -> BatchNorm -> ReLU -> Dropout`` blocks and
-a linear output layer.  Input: ``(batch, n_genes)`` (counts or log-normalised); output: logits
+a linear output layer (``input_dropout`` > 0 adds dropout on the genes, for the book's regularised
+MLP; the paper's MLP has none).  Input: ``(batch, n_genes)`` (counts or log-normalised); output: logits
 ``(batch, n_classes)``.
 """
 from __future__ import annotations
@@ -29,17 +30,20 @@ class MLP(nn.Module):
     """``n_genes -> hidden[0] -> ... -> n_classes``; 4 layers with the default three hidden sizes."""
 
     def __init__(self, n_genes: int, n_classes: int, hidden: tuple[int, ...] = (512, 256, 128),
-                 dropout: float = 0.5, batch_norm: bool = True):
+                 dropout: float = 0.5, batch_norm: bool = True, input_dropout: float = 0.0):
         super().__init__()
         _check_sizes(n_genes, n_classes)
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        for name, p in (("dropout", dropout), ("input_dropout", input_dropout)):
+            if not 0 <= p < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {p}")
         sizes = [int(n_genes), *map(int, hidden)]
         self.n_genes, self.n_classes = int(n_genes), int(n_classes)
+        # input dropout zeroes whole genes of a cell at random: a cheap stand-in for shallower sequencing
+        self.input_dropout = nn.Dropout(input_dropout) if input_dropout > 0 else nn.Identity()
         self.body = nn.Sequential(*[dense_block(a, b, dropout, batch_norm) for a, b in zip(sizes[:-1], sizes[1:])])
         self.head = nn.Linear(sizes[-1], int(n_classes))
 
     def forward(self, x):
         if x.dim() == 3:  # (batch, 1, genes) -> (batch, genes)
             x = x.flatten(1)
-        return self.head(self.body(x))
+        return self.head(self.body(self.input_dropout(x)))
