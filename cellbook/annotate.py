@@ -272,15 +272,7 @@ class CellTypeClassifier:
         those genes is annotated with every model gene present.  Fewer than ``min_shared_genes`` shared
         genes is a ``ValueError`` naming the counts.  ``training_`` records the cells, label key and genes.
         """
-        _check_reference(adata, label_key)
-        X = adata.layers[layer] if layer and layer in adata.layers else adata.X
-        names = list(map(str, adata.var_names))
-        shared = {}
-        if genes is not None:
-            keep, shared = shared_genes(names, genes, min_shared_genes)
-            X = X[:, keep]
-            names = [names[i] for i in keep]
-        y = as_labels(adata.obs[label_key].to_numpy(), f"obs[{label_key!r}]", names=adata.obs_names)
+        X, y, names, shared = _reference_data(adata, label_key, layer, genes, min_shared_genes)
         self.fit(X, y, gene_names=names)
         self.training_.update({"label_key": label_key,
                                "layer": layer if layer and layer in adata.layers else "X", **shared})
@@ -471,6 +463,23 @@ def make_model(method: str, seed: int = 0, device: str = "auto", **params):
     return CellTypeClassifier(method, **{"device": device, **params})
 
 
+def _reference_data(adata, label_key: str, layer, genes, min_shared_genes: int):
+    """A labelled reference's counts, labels and gene names, cut to the genes it shares with ``genes``.
+
+    Returns ``(X, y, names, shared)``; ``shared`` summarises the overlap (``{}`` when ``genes`` is None).
+    """
+    _check_reference(adata, label_key)
+    X = adata.layers[layer] if layer and layer in adata.layers else adata.X
+    names = list(map(str, adata.var_names))
+    shared = {}
+    if genes is not None:
+        keep, shared = shared_genes(names, genes, min_shared_genes)
+        X = X[:, keep]
+        names = [names[i] for i in keep]
+    y = as_labels(adata.obs[label_key].to_numpy(), f"obs[{label_key!r}]", names=adata.obs_names)
+    return X, y, names, shared
+
+
 def fit_reference(reference, model="logreg", *, genes: Sequence[str] | None = None, label_key: str = "cell_type",
                   layer: str | None = "counts", min_shared_genes: int = MIN_SHARED_GENES, params: dict | None = None,
                   seed: int = 0, device: str = "auto"):
@@ -503,15 +512,8 @@ def fit_reference(reference, model="logreg", *, genes: Sequence[str] | None = No
         raise ValueError(f"{type(est).__name__}.fit takes no gene_names: annotate matches genes by name, so the "
                          f"model must learn them (fit(X, y, gene_names=...), as the cellbook baselines do)")
     uses_layer = bool(layer) and layer in reference.layers
-    X = reference.layers[layer] if uses_layer else reference.X
-    names = list(map(str, reference.var_names))
-    shared = {}
-    if genes is not None:
-        keep, shared = shared_genes(names, genes, min_shared_genes)
-        X = X[:, keep]
-        names = [names[i] for i in keep]
+    X, y, names, shared = _reference_data(reference, label_key, layer, genes, min_shared_genes)
     X = _counts_matrix(X, "reference counts" + (f" (layers[{layer!r}])" if uses_layer else " (X)"))
-    y = as_labels(reference.obs[label_key].to_numpy(), f"obs[{label_key!r}]", names=reference.obs_names)
     est.fit(X, y, gene_names=names)
     if hasattr(est, "cellbook_model_file_"):
         del est.cellbook_model_file_     # refitted: no longer the model of the file it was read from

@@ -103,6 +103,9 @@ def model_zoo(k: int = 5, include=None, grid=None, stack_members=None, stack_fol
         BASELINES["knn"]: dict(baseline="knn"),
     }
     if stack_members:
+        bad = [m for m in stack_members if m not in zoo and not (m.endswith(TUNED) and "grid" in zoo.get(m[: -len(TUNED)], {}))]
+        if bad:
+            raise ValueError(f"unknown stack member(s) {', '.join(bad)}; valid: {', '.join(entry_names(zoo))}")
         zoo["Stacked ensemble"] = dict(stack=list(stack_members), n_folds=int(stack_folds))
     if include is not None:
         known = set(zoo) | {n + TUNED for n, s in zoo.items() if "grid" in s}
@@ -113,7 +116,7 @@ def model_zoo(k: int = 5, include=None, grid=None, stack_members=None, stack_fol
         for name in list(wanted):   # a shared entry or a stack needs its sources
             spec = zoo[name]
             wanted |= {spec["shares"]} if "shares" in spec else set()
-            wanted |= set(spec.get("stack", []))
+            wanted |= {m if m in zoo else m[: -len(TUNED)] for m in spec.get("stack", [])}
         zoo = {n: s for n, s in zoo.items() if n in wanted}
     return zoo
 
@@ -388,8 +391,9 @@ def evaluate_models(X, y, splits, zoo: dict, gene_names=None, labels=None, progr
         fitted, secs_of, npar_of = {}, {}, {}
         for name in order:
             spec = zoo[name]
-            if "stack" in spec:
-                facs = {m: _factory(zoo[m], fitted[m], common) for m in spec["stack"]}
+            if "stack" in spec:   # a member may be a tuned deep model: "X (tuned)"
+                facs = {m: _factory(zoo[m] if m in zoo else zoo[m[: -len(TUNED)]], fitted[m], common)
+                        for m in spec["stack"]}
                 est = StackedEnsemble(facs, n_folds=spec.get("n_folds", 3), seed=seed)
                 est.fit(X[tr], y[tr], gene_names=gene_names, prefit={m: fitted[m] for m in spec["stack"]})
                 fitted[name], secs_of[name], npar_of[name] = est, est.fit_seconds_, 0

@@ -272,17 +272,10 @@ def load_run(directory: str | Path | None = None) -> dict:
     """``_run.json`` written by ``cellbook run`` (``{"profile", "device", "seconds": {nb: s},
     "notebooks": {nb: {"seconds", "profile", "device", "gpu", "finished_utc", ...}}}``), or {}.
     A corrupt file is a ``ValueError`` naming it."""
-    from .fsutil import read_json
     from .results import results_dir
+    from .run import RUN_RECORD, read_run_file
 
-    path = Path(directory or results_dir()) / "_run.json"
-    if not path.exists():
-        return {}
-    run = read_json(path, "run record (written by `cellbook run`)")
-    if not isinstance(run, dict):
-        raise ValueError(f"run record {path} holds a {type(run).__name__}, not an object; delete it and "
-                         f"re-run `cellbook run`")
-    return run
+    return read_run_file(Path(directory or results_dir()) / RUN_RECORD)
 
 
 def runtime_table(run: dict, results: dict | None = None) -> pd.DataFrame:

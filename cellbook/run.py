@@ -284,7 +284,12 @@ def resolve_run_device(device: str) -> tuple[str, str | None]:
 
 def read_run_record(out_dir: Path) -> dict:
     """``_run.json`` of ``out_dir`` (``{}`` when absent); a corrupt one is a ``ValueError`` naming it."""
-    path = run_record_path(out_dir)
+    return read_run_file(run_record_path(out_dir))
+
+
+def read_run_file(path: Path) -> dict:
+    """A ``_run.json`` file (``{}`` when absent); a corrupt one is a ``ValueError`` naming it."""
+    path = Path(path)
     if not path.exists():
         return {}
     record = read_json(path, "run record")
