@@ -62,7 +62,7 @@ REGULARISED_MLP = dict(architecture="mlp", model_kwargs={"mlp": {"hidden": (512,
 
 BASELINES = {
     "logreg_tuned": "Logistic regression (tuned)",
-    "logreg_scaled": "Logistic regression (scaled, 2000 HVGs)",
+    "logreg_scaled": "Logistic regression (scaled)",
     "celltypist": "CellTypist",
     "gbm": "Gradient boosting (HVGs)",
     "knn": "kNN on PCA",
@@ -70,16 +70,19 @@ BASELINES = {
 
 
 def model_zoo(k: int = 5, include=None, grid=None, stack_members=None, stack_folds: int = 3,
-              celltypist: dict | None = None) -> dict:
+              celltypist: dict | None = None, baseline_genes: int | None = None) -> dict:
     """The compared models: name -> spec (see the module docstring).
 
     ``grid``: setting overrides for the deep models' tuning (the first is the paper's: ``{}``);
     ``None`` trains each deep model with the given settings only.  ``stack_members``: names of
     the entries a stacked ensemble may choose from (``None``: no stacked ensemble).
     ``celltypist``: parameters of :class:`cellbook.baselines.CellTypistClassifier` (``None``: its
-    defaults, i.e. CellTypist's own).
+    defaults, i.e. CellTypist's own).  ``baseline_genes``: the HVGs of the training cells that the
+    HVG-based baselines use (``None``: :data:`BASELINE_GENES`, a careful user's 2000; give the deep
+    models' ``n_genes`` for a comparison on the same genes).
     """
     ct = dict(celltypist or {})
+    hv = {"n_top_genes": int(baseline_genes)} if baseline_genes is not None else {}
     g = {"grid": [dict(s) for s in grid]} if grid else {}
     zoo = {
         "MLP": dict(architecture="mlp", **g),
@@ -94,13 +97,13 @@ def model_zoo(k: int = 5, include=None, grid=None, stack_members=None, stack_fol
         "CNN + LSTM": dict(architecture=["cnn", "lstm"], ensemble="joint", **g),
         "Regularised MLP": dict(REGULARISED_MLP),
         "Regularised MLP ensemble": dict(REGULARISED_MLP, ensemble="soft", k=k),
-        BASELINES["logreg_tuned"]: dict(baseline="logreg_tuned"),
-        BASELINES["logreg_scaled"]: dict(baseline="logreg_scaled"),
+        BASELINES["logreg_tuned"]: dict(baseline="logreg_tuned", **hv),
+        BASELINES["logreg_scaled"]: dict(baseline="logreg_scaled", **hv),
         BASELINES["celltypist"]: dict(baseline="celltypist", **ct),
         BASELINES["celltypist"] + " + majority voting": dict(baseline="celltypist", **{**ct, "majority_voting": True},
                                                                shares=BASELINES["celltypist"]),
-        BASELINES["gbm"]: dict(baseline="gbm"),
-        BASELINES["knn"]: dict(baseline="knn"),
+        BASELINES["gbm"]: dict(baseline="gbm", **hv),
+        BASELINES["knn"]: dict(baseline="knn", **hv),
     }
     if stack_members:
         bad = [m for m in stack_members if m not in zoo and not (m.endswith(TUNED) and "grid" in zoo.get(m[: -len(TUNED)], {}))]
@@ -138,16 +141,17 @@ def make_baseline(kind: str, seed: int = 0, **params):
     """A fresh, unfitted baseline of kind ``logreg_tuned``, ``logreg_scaled``, ``celltypist``, ``gbm``, ``knn``."""
     from . import baselines as b
 
+    hv = {"n_top_genes": BASELINE_GENES, **params}
     if kind == "logreg_tuned":
-        return b.TunedLogisticRegression(n_top_genes=BASELINE_GENES, seed=seed, **params)
+        return b.TunedLogisticRegression(seed=seed, **hv)
     if kind == "logreg_scaled":
-        return b.HVGLogisticRegression(n_top_genes=BASELINE_GENES, seed=seed, **params)
+        return b.HVGLogisticRegression(seed=seed, **hv)
     if kind == "celltypist":
         return b.CellTypistClassifier(seed=seed, **params)
     if kind == "gbm":
-        return b.HVGGradientBoosting(n_top_genes=BASELINE_GENES, seed=seed, **params)
+        return b.HVGGradientBoosting(seed=seed, **hv)
     if kind == "knn":
-        return b.PCAKNN(n_top_genes=BASELINE_GENES, seed=seed, **params)
+        return b.PCAKNN(seed=seed, **hv)
     raise ValueError(f"unknown baseline {kind!r}; valid: logreg_tuned, logreg_scaled, celltypist, gbm, knn")
 
 

@@ -185,7 +185,7 @@ def test_voting_modes_share_members_and_zoo_runs():
     assert soft.module_.mode == "soft"
     with pytest.raises(ValueError, match="voting ensemble"):
         with_voting(CellTypeClassifier("mlp", n_genes=None, max_epochs=1, device="cpu").fit(X, y), "hard")
-    zoo = model_zoo(k=2, include=["MLP", "CNN ensemble (hard vote)", "Logistic regression (scaled, 2000 HVGs)"])
+    zoo = model_zoo(k=2, include=["MLP", "CNN ensemble (hard vote)", "Logistic regression (scaled)"])
     assert zoo["CNN ensemble (hard vote)"]["shares"] in zoo   # its soft-vote source comes along
     with pytest.raises(ValueError, match="unknown model"):
         model_zoo(include=["GPT"])
