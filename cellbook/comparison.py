@@ -392,7 +392,7 @@ def evaluate_models(X, y, splits, zoo: dict, gene_names=None, labels=None, progr
     rows, preds = [], {}
     for split_id, tr, te in splits:
         seed = int(split_id) if str(split_id).lstrip("-").isdigit() else 0
-        fitted, secs_of, npar_of = {}, {}, {}
+        fitted, secs_of, npar_of, shown = {}, {}, {}, set()
         for name in order:
             spec = zoo[name]
             if "stack" in spec:   # a member may be a tuned deep model: "X (tuned)"
@@ -409,6 +409,13 @@ def evaluate_models(X, y, splits, zoo: dict, gene_names=None, labels=None, progr
             else:
                 fitted[name], secs_of[name], npar_of[name] = fit_model(spec, X[tr], y[tr], gene_names, seed=seed,
                                                                        fitted=fitted, **common)
+            if progress:   # as each fit ends, so a run stopped part-way still says where the time went
+                for done in (name, name + TUNED):
+                    if done in secs_of and done not in shown:
+                        shown.add(done)
+                        ep = _epochs(fitted[done])[0]
+                        print(f"  split {split_id}: fitted {done} in {secs_of[done]:.1f} s"
+                              f"{'' if ep is None else f' ({ep} epochs)'}", flush=True)
         for name in entry_names(zoo):
             est = fitted[name]
             pred = np.asarray(est.predict(X[te], gene_names=gene_names) if gene_names is not None

@@ -278,6 +278,26 @@ def load_run(directory: str | Path | None = None) -> dict:
     return read_run_file(Path(directory or results_dir()) / RUN_RECORD)
 
 
+def runtime_by_setting(run: dict) -> pd.DataFrame:
+    """Seconds per notebook for every profile and device recorded in ``_run.json``, side by side.
+
+    One row per notebook, one column per setting (``"quick on cpu"``, ``"full on cuda (NVIDIA H200)"``,
+    ...), plus a ``total`` row; empty where a notebook was never run that way.  Each ``cellbook run``
+    adds to its own setting's column, so a CPU run and a GPU run in the same checkout both show.
+    """
+    if not isinstance(run, dict):
+        raise ValueError(f"runtime_by_setting: run must be the dict from _run.json, got {type(run).__name__}")
+    settings = run.get("by_setting") or {}
+    if not settings:
+        return pd.DataFrame(columns=["notebook"])
+    names = sorted({n for entries in settings.values() for n in entries})
+    df = pd.DataFrame({label: [entries.get(n, {}).get("seconds") for n in names]
+                       for label, entries in settings.items()}, index=pd.Index(names, name="notebook"))
+    df = df.astype(float)
+    df.loc["total"] = df.sum(min_count=1)
+    return df.reset_index()
+
+
 def runtime_table(run: dict, results: dict | None = None) -> pd.DataFrame:
     """Seconds per notebook (from ``_run.json``) with each notebook's profile / device / own wall time.
 

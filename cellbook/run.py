@@ -306,7 +306,15 @@ def _record_run(out_dir: Path, name: str, entry: dict) -> None:
     record["device"] = entry["device"]
     record.setdefault("seconds", {})[name] = entry["seconds"]
     record.setdefault("notebooks", {})[name] = entry
+    # every (profile, device) kept apart, so quick-on-CPU and full-on-GPU times stand side by side
+    record.setdefault("by_setting", {}).setdefault(setting_label(entry), {})[name] = entry
     write_json(run_record_path(out_dir), record)
+
+
+def setting_label(entry: dict) -> str:
+    """``"quick on cpu"``, ``"full on cuda (NVIDIA H200)"``: how a run record entry was run."""
+    gpu = entry.get("gpu")
+    return f"{entry.get('profile')} on {entry.get('device')}" + (f" ({gpu})" if gpu else "")
 
 
 # ------------------------------------------------------------------------------------------

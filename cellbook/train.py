@@ -12,6 +12,11 @@ with several outputs.
     trainer.fit(X_train, y_train)          # validation split carved from the training data
     proba = trainer.predict_proba(X_test)  # (n_samples, n_classes)
     trainer.history                        # pandas DataFrame, one row per epoch
+
+On a GPU the training data go to the device once when they fit (``resident``): each epoch's
+shuffled batch order is copied over in one piece, batches are drawn by indexing on the device,
+losses stay there until the epoch ends, and validation runs in large batches.  The batches, their
+order and the maths are the same as on the CPU path; only where the rows are gathered changes.
 """
 from __future__ import annotations
 
@@ -45,6 +50,40 @@ def _rows(X, idx: np.ndarray) -> np.ndarray:
     if isinstance(X, torch.Tensor):
         return X[torch.as_tensor(idx)].float().numpy()
     return np.asarray(X[idx], dtype=np.float32)
+
+
+def resident_budget_bytes(device: str) -> int:
+    """How many bytes of training data :class:`Trainer` may place on ``device`` at once.
+
+    CUDA: half the memory free at the time (``CELLBOOK_RESIDENT_GB`` overrides, ``0`` turns the resident
+    path off).  CPU: 0, so the CPU keeps densifying one minibatch at a time (no whole dense copy of a
+    sparse matrix in host memory).
+    """
+    env = os.environ.get("CELLBOOK_RESIDENT_GB")
+    if env is not None:
+        try:
+            return int(float(env) * 2 ** 30)
+        except ValueError:
+            raise ValueError(f"CELLBOOK_RESIDENT_GB must be a number of GiB, got {env!r}") from None
+    if not str(device).startswith("cuda"):
+        return 0
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    return int(free // 2)
+
+
+def _on_device(X, device: str, chunk: int = 2048) -> torch.Tensor:
+    """All rows of X as one dense float32 tensor on ``device``, filled ``chunk`` rows at a time
+    (a sparse matrix is never densified whole in host memory)."""
+    n = _n_rows(X)
+    out = torch.empty((n, *X.shape[1:]), dtype=torch.float32, device=device)
+    for start in range(0, n, chunk):
+        idx = np.arange(start, min(start + chunk, n))
+        out[start:start + len(idx)] = torch.from_numpy(_rows(X, idx)).to(device)
+    return out
+
+
+def _dense_bytes(X) -> int:
+    return int(np.prod(X.shape, dtype=np.int64)) * 4
 
 
 def _check_inputs(X, y, what: str = "X"):
@@ -116,6 +155,11 @@ class Trainer:
         *logs* the validation loss (e.g. a test-set learning curve that must not steer training).
     progress : bool, optional
         A tqdm bar per epoch; default on, off when ``CELLBOOK_PROGRESS=0`` (set by ``cellbook run``).
+    resident : "auto" | bool
+        Put the training (and validation) rows on the device once and draw batches there.  ``"auto"``:
+        on CUDA when the dense data fit :func:`resident_budget_bytes`; never on the CPU.  ``True`` forces
+        it (also on the CPU, where it gives the same numbers as the default path).  After ``fit``,
+        ``resident_`` says which path ran.
     """
 
     def __init__(self, model: nn.Module, *, task: str = "classification", loss: LossFn | None = None,
@@ -124,7 +168,8 @@ class Trainer:
                  val_fraction: float = 0.1, patience: int | None = 5, augment: Callable | None = None,
                  device: str = "auto", amp: bool = True, seed: int = 0, progress: bool | None = None,
                  checkpoint: str | None = None, class_weight: np.ndarray | None = None,
-                 predict_batch_size: int = 1024, monitor: str = "val", label_smoothing: float = 0.0):
+                 predict_batch_size: int = 1024, monitor: str = "val", label_smoothing: float = 0.0,
+                 resident: bool | str = "auto"):
         if task not in ("classification", "regression", "reconstruction"):
             raise ValueError(f"unknown task {task!r}; valid: classification, regression, reconstruction")
         if optimizer not in ("adam", "adamw", "sgd"):
@@ -151,6 +196,11 @@ class Trainer:
         if not 0 <= float(label_smoothing) < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
+        if resident not in ("auto", True, False):
+            raise ValueError(f"resident must be 'auto', True or False, got {resident!r}")
+        self.resident = resident
+        self.resident_ = False
+        self._weight_t = None
         self.history = pd.DataFrame()
         self.fit_seconds = 0.0
         self.best_epoch = None
@@ -234,23 +284,12 @@ class Trainer:
                                  f"{n_out if n_out is not None else tuple(out.shape[1:])} scores per row; build the "
                                  f"model with one output per class (n_classes={n_classes}), or drop the extra classes")
 
-    def _batch(self, X, Y, idx):
-        xb = torch.from_numpy(_rows(X, idx)).to(self.device, non_blocking=True)
-        if Y is None:
-            yb = xb
-        elif sp.issparse(Y):
-            yb = torch.from_numpy(_rows(Y, idx)).to(self.device)
-        else:
-            yb = torch.as_tensor(Y[idx]).to(self.device)
-        return xb, yb
-
     def _loss(self, xb, yb):
         if self.loss is not None:
             return self.loss(self.model, xb, yb)
         out = self.model(xb)
         if self.task == "classification":
-            cw = getattr(self, "class_weight_", None)
-            weight = None if cw is None else torch.as_tensor(cw, dtype=torch.float32, device=self.device)
+            weight = self._weight_t
             # label smoothing regularises training only: validation losses stay plain cross-entropy,
             # so they compare across settings
             smooth = self.label_smoothing if self.model.training else 0.0
@@ -299,6 +338,8 @@ class Trainer:
             raise ValueError(f"task {self.task!r} needs targets y")
         Y = self._targets(y) if y is not None else None
         self.class_weight_ = self._class_weight()
+        self._weight_t = (None if self.class_weight_ is None
+                          else torch.as_tensor(self.class_weight_, dtype=torch.float32, device=self.device))
         self._dry_run(X, len(self.classes_) if self.task == "classification" else None)
         if X_val is not None:
             X_val = _check_inputs(X_val, y_val, "X_val")
@@ -316,15 +357,29 @@ class Trainer:
             train_idx, val_idx = self._split(_n_rows(X), Y, groups)
             X_val, Yv = X, Y
         self.model.to(self.device)
+        cuda = self.device.startswith("cuda")
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
         params = [p for p in self.model.parameters() if p.requires_grad]
+        fast = {"fused": True} if cuda else {}   # one fused kernel per optimiser step on the GPU
         if self.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+            opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay, **fast)
         elif self.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+            opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, **fast)
         else:
-            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, **fast)
         sched = (torch.optim.lr_scheduler.StepLR(opt, step_size=int(self.lr_step), gamma=self.lr_gamma)
                  if self.lr_step else None)
+        # the data: on the device once (resident), or densified per batch (default on the CPU)
+        same_val = X_val is X
+        self.resident_ = self._want_resident(X, None if same_val else X_val)
+        if self.resident_:
+            src = _Resident(X, Y, self.device)
+            val_src = src if same_val else _Resident(X_val, Yv, self.device)
+        else:
+            src = _HostRows(X, Y, self.device)
+            val_src = src if same_val else _HostRows(X_val, Yv, self.device)
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
         rng = np.random.default_rng(self.seed)
         rows, best, best_state, stale = [], np.inf, None, 0
         t0 = time.perf_counter()
@@ -332,16 +387,16 @@ class Trainer:
         for epoch in bar:
             self.model.train()
             order = rng.permutation(train_idx)
+            batches = [np.sort(order[start:start + self.batch_size]) for start in range(0, len(order), self.batch_size)]
+            if has_bn:  # a batch of one breaks batch-norm statistics
+                batches = [b for b in batches if len(b) >= 2]
             total, seen = 0.0, 0
-            for start in range(0, len(order), self.batch_size):
-                idx = np.sort(order[start:start + self.batch_size])
-                if len(idx) < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
-                    continue  # a batch of one breaks batch-norm statistics
-                xb, yb = self._batch(X, Y, idx)
+            for xb, yb, clean in src.batches(batches, need_clean=self.augment is not None and Y is None
+                                                                 and self.loss is None):
                 if self.augment is not None:
                     xb = self.augment(xb)
-                    if Y is None and self.loss is None:
-                        yb = torch.from_numpy(_rows(X, idx)).to(self.device)
+                    if clean is not None:
+                        yb = clean
                 opt.zero_grad(set_to_none=True)
                 with self._autocast():
                     res = self._loss(xb, yb)
@@ -350,12 +405,12 @@ class Trainer:
                 opt.step()
                 if sched is not None:
                     sched.step()
-                total += loss.detach() * len(idx)
-                seen += len(idx)
+                total += loss.detach() * xb.shape[0]
+                seen += xb.shape[0]
             row = {"epoch": epoch, "train_loss": float(total) / max(seen, 1),
                    "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
             if val_idx is None or len(val_idx):
-                row.update(self._evaluate(X_val, Yv, val_idx))
+                row.update(self._evaluate_source(val_src, val_idx))
             rows.append(row)
             monitor = row.get("val_loss", row["train_loss"]) if self.monitor == "val" else row["train_loss"]
             if monitor < best:
@@ -371,6 +426,7 @@ class Trainer:
             if self.patience is not None and (self.monitor == "train" or "val_loss" in row) \
                     and stale >= self.patience:
                 break
+        del src, val_src
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.fit_seconds = time.perf_counter() - t0
@@ -398,23 +454,37 @@ class Trainer:
             raise NotFittedError(f"this Trainer ({type(self.model).__name__}) is not fitted yet; call "
                                  f"fit(X, y) before predict / predict_proba")
 
-    @torch.no_grad()
+    def _want_resident(self, X, X_val=None) -> bool:
+        if self.resident is False:
+            return False
+        need = _dense_bytes(X) + (0 if X_val is None else _dense_bytes(X_val))
+        if self.resident is True:
+            return True
+        return need <= resident_budget_bytes(self.device)
+
     def _evaluate(self, X, Y, idx) -> dict:
+        """Loss (and accuracy) on rows ``idx`` of X (all rows when None); host rows, batch by batch."""
+        return self._evaluate_source(_HostRows(X, Y, self.device), idx)
+
+    @torch.no_grad()
+    def _evaluate_source(self, src, idx) -> dict:
         self.model.eval()
-        idx = np.arange(_n_rows(X)) if idx is None else idx
-        total, correct = 0.0, 0
-        for start in range(0, len(idx), self.predict_batch_size):
-            b = idx[start:start + self.predict_batch_size]
-            xb, yb = self._batch(X, Y, b)
+        idx = np.arange(src.n) if idx is None else idx
+        batches = [idx[start:start + self.predict_batch_size] for start in range(0, len(idx), self.predict_batch_size)]
+        losses, correct = [], None
+        for xb, yb, _ in src.batches(batches):
             with self._autocast():
                 res = self._loss(xb, yb)
             loss, out = (res if isinstance(res, tuple) else (res, None))
-            total += float(loss) * len(b)
+            losses.append(loss.detach().float())
             if self.task == "classification" and out is not None and self.loss is None:
-                correct += int((out.argmax(1) == yb).sum())
+                hit = (out.argmax(1) == yb).sum()
+                correct = hit if correct is None else correct + hit
+        # one copy to the host per evaluation; summed in the same order (and precision) as batch by batch
+        total = sum(v * len(b) for v, b in zip(torch.stack(losses).cpu().tolist(), batches))
         row = {"val_loss": total / len(idx)}
         if self.task == "classification" and self.loss is None:
-            row["val_accuracy"] = correct / len(idx)
+            row["val_accuracy"] = (0 if correct is None else int(correct)) / len(idx)
         return row
 
     @torch.no_grad()
@@ -434,8 +504,8 @@ class Trainer:
                 out = fn(self.model, xb) if fn else self.model(xb)
             if isinstance(out, tuple):
                 out = out[0]
-            outs.append(out.float().cpu().numpy())
-        return np.concatenate(outs)
+            outs.append(out.float())
+        return torch.cat(outs).cpu().numpy()
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape ``(n_samples, n_classes)``, columns in ``classes_`` order."""
@@ -449,6 +519,55 @@ class Trainer:
         if self.task == "classification":
             return self.classes_[out.argmax(1)]
         return out
+
+
+class _HostRows:
+    """Rows densified on the host one batch at a time and copied to the device (the CPU path)."""
+
+    def __init__(self, X, Y, device: str):
+        self.X, self.Y, self.device, self.n = X, Y, device, _n_rows(X)
+
+    def batches(self, batches, need_clean: bool = False):
+        """Yield ``(xb, yb, clean)`` per index array; ``clean`` is a second copy of xb when asked for
+        (the target of a denoising autoencoder, before ``augment`` changes xb)."""
+        for idx in batches:
+            xb = torch.from_numpy(_rows(self.X, idx)).to(self.device, non_blocking=True)
+            if self.Y is None:
+                yb = xb
+            elif sp.issparse(self.Y):
+                yb = torch.from_numpy(_rows(self.Y, idx)).to(self.device)
+            else:
+                yb = torch.as_tensor(self.Y[idx]).to(self.device)
+            clean = torch.from_numpy(_rows(self.X, idx)).to(self.device) if need_clean else None
+            yield xb, yb, clean
+
+
+class _Resident:
+    """X (and the targets) on the device once; an epoch's batch indices go over in one copy and rows
+    are gathered there, so a step makes no host copy and no synchronisation."""
+
+    def __init__(self, X, Y, device: str):
+        self.device, self.n = device, _n_rows(X)
+        self.X = _on_device(X, device)
+        if Y is None:
+            self.Y = None
+        elif sp.issparse(Y):
+            self.Y = _on_device(Y, device)
+        else:
+            self.Y = torch.as_tensor(np.asarray(Y)).to(device)
+
+    def batches(self, batches, need_clean: bool = False):
+        if not batches:
+            return
+        flat = torch.from_numpy(np.concatenate(batches).astype(np.int64)).to(self.device)
+        start = 0
+        for b in batches:
+            idx = flat[start:start + len(b)]
+            start += len(b)
+            xb = self.X.index_select(0, idx)
+            yb = xb if self.Y is None else self.Y.index_select(0, idx)
+            clean = self.X.index_select(0, idx) if need_clean else None
+            yield xb, yb, clean
 
 
 def _progress(iterable, enabled: bool, desc: str):

@@ -198,3 +198,49 @@ def test_voting_modes_share_members_and_zoo_runs():
     assert recs[recs.model == "MLP"]["epochs"].notna().all()
     assert np.allclose(recs["f1_micro"], recs["accuracy"])
     assert len(preds[("MLP", 0)]) == 40
+
+
+# ------------------------------------------------- the fused (one batched pass) joint ensemble
+def _pair(make, k=3):
+    """The same joint ensemble twice (same weights): member by member, and fused."""
+    loop = joint(make, k=k, seed=4, fused=False)
+    fused = joint(make, k=k, seed=4, fused=True)
+    fused.load_state_dict(loop.state_dict())
+    return loop, fused
+
+
+@pytest.mark.parametrize("make", [lambda i: CNN1D(300, 5, dropout=0.0),
+                                  lambda i: CNN1D(300, 5, channels=(8, 16, 16), kernels=(7, 5, 3), strides=(2, 1, 1),
+                                                  pool=2, dropout=0.0),
+                                  lambda i: MLP(300, 5, dropout=0.0)])
+def test_fused_joint_ensemble_computes_what_the_loop_computes(make):
+    from cellbook.models.ensemble import can_fuse
+
+    loop, fused = _pair(make)
+    assert can_fuse(fused.members)
+    x = torch.rand(16, 300) * 5
+    for train in (True, False):          # batch statistics (and their running update), then running ones
+        loop.train(train), fused.train(train)
+        a, b = loop(x), fused(x)
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+        if train:
+            a.square().sum().backward(), b.square().sum().backward()
+            for (name, pa), pb in zip(loop.named_parameters(), fused.parameters()):
+                torch.testing.assert_close(pb.grad, pa.grad, rtol=1e-4, atol=1e-5, msg=name)
+            for (name, ba), bb in zip(loop.named_buffers(), fused.buffers()):
+                torch.testing.assert_close(bb, ba, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_fused_path_only_for_identical_supported_members():
+    from cellbook.models.ensemble import can_fuse
+
+    assert not can_fuse([CNN1D(300, 5), CNN1D(300, 5, hidden=(256, 128))])    # different shapes
+    assert not can_fuse([CNN1D(300, 5), MLP(300, 5)])
+    assert not can_fuse([LSTMClassifier(300, 5), LSTMClassifier(300, 5)])     # not a CNN / MLP
+    mixed = JointEnsemble([CNN1D(300, 5), LSTMClassifier(300, 5)], fused=True)   # falls back to the loop
+    assert mixed(torch.rand(4, 300)).shape == (4, 5)
+    drop = joint(lambda i: MLP(300, 5, input_dropout=0.3), k=2, fused=True).train()   # a mask per member
+    out = drop(torch.rand(4, 300))
+    assert out.shape == (4, 5) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="fused"):
+        JointEnsemble([CNN1D(300, 5)], fused="always")

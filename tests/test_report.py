@@ -143,6 +143,25 @@ def test_runtime_table_and_load_run(tmp_path):
         report.runtime_table(["not", "a", "dict"])
 
 
+def test_runtime_by_setting_keeps_cpu_and_gpu_runs_apart(tmp_path):
+    from cellbook.run import _record_run
+
+    base = {"device_requested": "auto", "started_utc": "t", "finished_utc": "t", "run_id": "r"}
+    _record_run(tmp_path, "part1/01_data", {**base, "seconds": 8.5, "profile": "quick", "device": "cpu", "gpu": None})
+    _record_run(tmp_path, "part1/02_models", {**base, "seconds": 14.0, "profile": "quick", "device": "cpu", "gpu": None})
+    _record_run(tmp_path, "part1/01_data", {**base, "seconds": 10.2, "profile": "full", "device": "cuda",
+                                            "gpu": "NVIDIA H200"})
+    df = report.runtime_by_setting(report.load_run(tmp_path / "results")).set_index("notebook")
+    assert list(df.columns) == ["quick on cpu", "full on cuda (NVIDIA H200)"]
+    assert df.loc["part1/01_data"].tolist() == [8.5, 10.2]
+    assert np.isnan(df.loc["part1/02_models", "full on cuda (NVIDIA H200)"])
+    assert df.loc["total"].tolist() == [22.5, 10.2]
+    assert report.load_run(tmp_path / "results")["seconds"]["part1/01_data"] == 10.2   # the latest run, as before
+    assert report.runtime_by_setting({}).empty
+    with pytest.raises(ValueError, match="_run.json"):
+        report.runtime_by_setting("nope")
+
+
 def test_lower_is_better():
     assert report.lower_is_better("PCA-30 + RF, error rate")
     assert report.lower_is_better("Test MSE, epoch 1 -> last")

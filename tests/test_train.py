@@ -176,3 +176,61 @@ def test_monitor_train_only_logs_validation():
     assert tr.best_epoch == int(tr.history.loc[tr.history["train_loss"].idxmin(), "epoch"])
     with pytest.raises(ValueError, match="unknown monitor"):
         Trainer(mlp(), monitor="test")
+
+
+# ----------------------------------------------------------------- the resident (GPU) data path
+def _fit_both(make_model, X, y=None, **kw):
+    """Fit the same model from the same seed on the host path and on the resident path (CPU)."""
+    out = []
+    for resident in (False, True):
+        seed_everything(7)
+        torch.manual_seed(7)
+        tr = Trainer(make_model(), device="cpu", progress=False, seed=7, resident=resident, **kw).fit(X, y)
+        assert tr.resident_ is resident
+        out.append(tr)
+    return out
+
+
+def test_resident_path_gives_the_same_numbers_as_the_host_path():
+    X, y = blobs(n=203)   # 203 rows: a last batch of odd size
+    X[X < 0.3] = 0
+    bn = lambda: nn.Sequential(nn.Linear(20, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
+    for data in (X, sp.csr_matrix(X)):
+        host, res = _fit_both(bn, data, y, max_epochs=6, batch_size=32, lr=1e-2, patience=2,
+                              class_weight={"c0": 1.0, "c1": 2.0, "c2": 0.5}, label_smoothing=0.1)
+        pd_cols = ["train_loss", "val_loss", "val_accuracy"]
+        np.testing.assert_array_equal(host.history[pd_cols].to_numpy(), res.history[pd_cols].to_numpy())
+        np.testing.assert_array_equal(host.predict_proba(data), res.predict_proba(data))
+        assert host.best_epoch == res.best_epoch
+
+
+def test_resident_path_denoising_reconstruction_matches():
+    X, _ = blobs(n=90)
+    ae = lambda: nn.Sequential(nn.Linear(20, 4), nn.Tanh(), nn.Linear(4, 20))
+    runs = []
+    for resident in (False, True):
+        seed_everything(3)
+        torch.manual_seed(3)
+        tr = Trainer(ae(), task="reconstruction", max_epochs=4, batch_size=8, val_fraction=0, patience=None,
+                     device="cpu", progress=False, seed=3, resident=resident,
+                     augment=lambda xb: xb + 0.1 * torch.randn_like(xb))
+        tr.fit(X, X_val=X[:30])
+        runs.append(tr.history[["train_loss", "val_loss"]].to_numpy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_resident_auto_is_off_on_cpu_and_budget_env(monkeypatch):
+    from cellbook.train import resident_budget_bytes
+
+    X, y = blobs(n=60)
+    tr = Trainer(mlp(), max_epochs=1, device="cpu", progress=False).fit(X, y)
+    assert tr.resident_ is False            # the CPU keeps densifying batch by batch
+    monkeypatch.setenv("CELLBOOK_RESIDENT_GB", "1")
+    assert resident_budget_bytes("cpu") == 2 ** 30
+    tr = Trainer(mlp(), max_epochs=1, device="cpu", progress=False).fit(X, y)
+    assert tr.resident_ is True
+    monkeypatch.setenv("CELLBOOK_RESIDENT_GB", "lots")
+    with pytest.raises(ValueError, match="CELLBOOK_RESIDENT_GB"):
+        resident_budget_bytes("cpu")
+    with pytest.raises(ValueError, match="resident"):
+        Trainer(mlp(), resident="yes")

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The prepared GPU check (issue 12): rerun it unchanged on any machine with one CUDA GPU.
+#
+#   bash benchmarks/gpu_check.sh [PART ...]          # default: part1 part2 part3
+#
+# 1. benchmarks/bench_part1.py on all detected genes: cells/s of the CNN and the K = 5 CNN ensemble,
+#    the Trainer against a loop written like the authors' (and what data on the device / fusing buy);
+# 2. benchmarks/bench_part1_models.py: chapter I.3's models one by one on one split, `full` settings;
+# 3. `cellbook run PART --profile full --device cuda` for each part, each under a time limit;
+# then one table: seconds per notebook (finished or stopped at the limit), the slowest cells, cells/s.
+#
+# On a machine lent without network (see DEVELOPERS.md), package it first and run it through the wrapper:
+#   ../shared/tools/gpu-prepare vangalen2019_bm_seqwell neurips2021_bmmc_cite_starter
+#   bash .gpu/run bash benchmarks/gpu_check.sh part1
+# Settings (environment): GPU_CHECK_OUT (where logs and JSON go; default $OUT, else benchmarks/_gpu_check),
+# GPU_CHECK_BENCH_S (default 300), GPU_CHECK_MODELS_S (default 900), GPU_CHECK_PART_S (per part, default 7200),
+# GPU_CHECK_DEVICE (default cuda), PYTHON (default python3).
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+DEV=${GPU_CHECK_DEVICE:-cuda}   # cpu: a dry run of this script on a machine without a GPU
+out=${GPU_CHECK_OUT:-${OUT:-benchmarks/_gpu_check}}
+mkdir -p "$out"
+parts=("$@"); [ ${#parts[@]} -gt 0 ] || parts=(part1 part2 part3)
+export CELLBOOK_PROGRESS=0 PYTHONHASHSEED=0
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $out/NAME.log, note the seconds
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  echo "=== $name (limit ${limit}s): $*"
+  timeout -s TERM -k 20 "$limit" "$@" > "$out/$name.log" 2>&1
+  local rc=$?
+  tail -n 25 "$out/$name.log"
+  echo "$name rc=$rc seconds=$((SECONDS - t0))" | tee -a "$out/steps.txt"
+}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || true
+  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
+} | tee "$out/gpu.txt"
+step bench_part1 "${GPU_CHECK_BENCH_S:-300}" $PY benchmarks/bench_part1.py --device "$DEV" --genes 0 --epochs 3 \
+  --repeats 2 --out "$out/bench_part1.json"
+step bench_part1_models "${GPU_CHECK_MODELS_S:-900}" $PY benchmarks/bench_part1_models.py --profile full \
+  --device "$DEV" --out "$out/bench_part1_models.json"
+for part in "${parts[@]}"; do
+  step "run_$part" "${GPU_CHECK_PART_S:-7200}" $PY -m cellbook.run run "$part" --profile full --device "$DEV"
+done
+# what the runs left: the run record, executed and failed copies (per-cell seconds are in them)
+cp book/_build/results/_run.json "$out/" 2>/dev/null || true
+for d in executed failed; do
+  [ -d "book/_build/$d" ] && mkdir -p "$out/$d" && cp -r "book/_build/$d/." "$out/$d/" 2>/dev/null
+done
+$PY benchmarks/gpu_report.py "$out" | tee "$out/summary.txt"

@@ -1,0 +1,42 @@
+"""benchmarks/gpu_report.py: the one table of the prepared GPU check, read from what the check leaves."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _nb(durations):
+    cells = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "profile = 'quick'"},
+             {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": "profile = 'full'"}]
+    cells += [{"cell_type": "code", "metadata": {"papermill": {"duration": d}}, "source": f"step_{i}()\nmore()"}
+              for i, d in enumerate(durations)]
+    return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def test_gpu_report_reads_finished_and_stopped_notebooks(tmp_path):
+    (tmp_path / "executed" / "part1").mkdir(parents=True)
+    (tmp_path / "failed" / "part1").mkdir(parents=True)
+    (tmp_path / "executed" / "part1" / "01_data.ipynb").write_text(json.dumps(_nb([1.5, 7.0])))
+    (tmp_path / "failed" / "part1" / "03_table1.ipynb").write_text(json.dumps(_nb([2.0, 140.0])))
+    (tmp_path / "_run.json").write_text(json.dumps({"notebooks": {"part1/01_data": {
+        "seconds": 10.2, "profile": "full", "device": "cuda", "gpu": "NVIDIA H200"}}}))
+    (tmp_path / "steps.txt").write_text("bench_part1 rc=0 seconds=64\nrun_part1 rc=124 seconds=196\n")
+    (tmp_path / "bench_part1.json").write_text(json.dumps({"cells": 3641, "genes": 17043, "epochs": 3, "cnn": {
+        "plain_cells_per_s": 3000.0, "trainer_b32_cells_per_s": 8000.0, "trainer_cells_per_s": 30000.0,
+        "ratio": 10.0}}))
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), str(tmp_path)],
+                         capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert "part1/01_data" in out and "10.2 s  finished on NVIDIA H200" in out
+    assert "part1/03_table1" in out and "142.0 s  STOPPED" in out
+    # slowest cell first, numbered as `cellbook run` numbers cells (the injected cell is not counted)
+    stopped = out.split("part1/03_table1")[1]
+    assert stopped.index("cell 3") < stopped.index("cell 2") and "step_1()" in stopped
+    assert "30,000" in out and "10.0x" in out and "rc=124" in out
+
+
+def test_gpu_report_usage_error(tmp_path):
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), str(tmp_path / "nope")],
+                         capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 2 and "usage" in res.stderr
