@@ -63,7 +63,7 @@ def model_comparison(summary: pd.DataFrame, metrics=("accuracy", "f1_macro"), pa
     ax.set_xlim(max(0, lo - 0.15), 1.0)
     ax.set_xlabel("score")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)   # beside the bars, never on them
     fig.tight_layout()
     return fig
 
@@ -82,7 +82,8 @@ def umap_panels(adata, keys=("true", "predicted", "correct"), titles=None, basis
     if basis not in adata.obsm:
         raise ValueError(f"adata.obsm[{basis!r}] is missing; run scanpy.tl.umap first")
     emb = np.asarray(adata.obsm[basis])
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 4.8))
+    # one panel per row: at page width the legends stay readable (side by side they shrank to ~5 px)
+    fig, axes = plt.subplots(len(keys), 1, figsize=(8.0, 5.6 * len(keys)))
     axes = np.atleast_1d(axes)
     for ax, key, t in zip(axes, keys, titles or keys):
         values = adata.obs[key].astype(str)
@@ -101,7 +102,8 @@ def umap_panels(adata, keys=("true", "predicted", "correct"), titles=None, basis
         ax.set_yticks([])
         ax.set_xlabel("UMAP 1")
         ax.set_ylabel("UMAP 2")
-        ax.legend(fontsize=7, markerscale=1, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
+        ax.legend(fontsize=11, markerscale=1.5, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False,
+                  ncol=1 if len(cats) <= 16 else 2)
     if title:
         fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
