@@ -88,6 +88,19 @@ def fmt(value, digits: int = 3) -> str:
     return text
 
 
+def fmt_p(p) -> str:
+    """A p-value for the page: ``"3.2e-08"``, ``"0.041"``; a p that underflowed to 0 in double
+    precision reads ``"< 1e-300"`` (never "0.0", which would claim certainty)."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    p = float(p)
+    if not 0 <= p <= 1:
+        raise ValueError(f"a p-value must be in [0, 1], got {p}")
+    if p < 1e-300:
+        return "< 1e-300"
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
 def pm(mean, sd, digits: int = 3) -> str:
     """``mean ± sd`` with :func:`fmt` (``pm(0.9123, 0.0111) -> "0.912 ± 0.0111"``)."""
     return f"{fmt(mean, digits)} ± {fmt(sd, digits)}"

@@ -190,3 +190,12 @@ def test_ours_vs_paper_figure():
         ours_vs_paper(report.headline_table({}))
     with pytest.raises(ValueError, match="columns"):
         ours_vs_paper(pd.DataFrame({"a": [1]}))
+
+
+def test_fmt_p_never_prints_zero():
+    assert report.fmt_p(0.0) == "< 1e-300"          # underflowed: not "0.0"
+    assert report.fmt_p(6.0e-17) == "6.0e-17"
+    assert report.fmt_p(0.0412) == "0.041"
+    assert report.fmt_p(float("nan")) == "–"
+    with pytest.raises(ValueError, match="p-value"):
+        report.fmt_p(1.5)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..report import fmt_p
 from . import PALETTE
 
 
@@ -79,7 +80,7 @@ def pair_boxes(spearman: pd.DataFrame, mse: pd.DataFrame, title: str = "", p_val
         ax.set_xlabel("")
     if p_values:
         for ax, p in zip(axes, p_values):
-            ax.set_title(f"Wilcoxon p = {p:.1e}", fontsize=10)
+            ax.set_title(f"Wilcoxon p {'' if fmt_p(p).startswith('<') else '= '}{fmt_p(p)}", fontsize=10)
     if title:
         fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
