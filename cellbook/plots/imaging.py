@@ -44,7 +44,9 @@ def example_grid(images, labels, n_per_class: int = 4, title: str = "", seed: in
     labels = np.asarray(labels)
     classes = sorted(np.unique(labels))
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(len(classes), n_per_class, figsize=(2.6 * n_per_class, 2.3 * len(classes)))
+    # constrained layout reserves room for the two-line captions, so a row's titles never hide under the row above
+    fig, axes = plt.subplots(len(classes), n_per_class, figsize=(2.6 * n_per_class, 2.7 * len(classes)),
+                             layout="constrained")
     axes = np.atleast_2d(axes)
     for r, c in enumerate(classes):
         idx = rng.choice(np.flatnonzero(labels == c), size=min(n_per_class, int((labels == c).sum())), replace=False)
@@ -57,7 +59,6 @@ def example_grid(images, labels, n_per_class: int = 4, title: str = "", seed: in
                 ax.axis("off")
     if title:
         fig.suptitle(title, fontweight="bold")
-    fig.tight_layout()
     return fig
 
 
