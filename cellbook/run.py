@@ -580,9 +580,14 @@ def _cmd_run(args) -> int:
         if unknown:
             raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for the notebooks asked for; "
                              f"valid: {', '.join(sorted(known))}")
+    out = Path(args.out).resolve() if args.out else None
+    if out is not None and out == build_dir(root).resolve() / "results":
+        raise ValueError(f"--out {args.out} is the results folder itself; give a build folder (it gets executed/, "
+                         f"results/ and failed/ inside), e.g. book/_build/exercises")
     t0 = time.perf_counter()
-    run_many(names, args.profile, args.device, overrides, root)
-    print(f"[cellbook] {len(names)} notebook(s), profile {args.profile}: {time.perf_counter() - t0:.1f} s", flush=True)
+    run_many(names, args.profile, args.device, overrides, root, out_dir=out)
+    print(f"[cellbook] {len(names)} notebook(s), profile {args.profile}: {time.perf_counter() - t0:.1f} s"
+          + (f"; executed copies and results in {out}" if out else ""), flush=True)
     return 0
 
 
@@ -709,6 +714,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("-p", "--parameter", action="append", metavar="KEY=VALUE",
                        help="override a parameter (repeatable); applied to the notebooks that have it")
     p_run.add_argument("--root", default=str(REPO_ROOT), help="repository root (default: this checkout)")
+    p_run.add_argument("--out", default=None, metavar="DIR",
+                       help="build folder for executed copies, results and the run record (default: "
+                            "<root>/book/_build); the exercises use book/_build/exercises, so trying a "
+                            "parameter never overwrites the published book")
     p_run.set_defaults(func=_cmd_run)
     p_list = sub.add_parser("list", help="list notebooks and their parameters")
     p_list.add_argument("--root", default=str(REPO_ROOT), help="repository root (default: this checkout)")

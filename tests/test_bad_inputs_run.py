@@ -359,3 +359,16 @@ def test_readers_name_a_torn_file(repo, read, rel):
         read(repo)
     msg = str(info.value)
     assert str(path) in msg and "is corrupt" in msg and "re-create it" in msg, msg
+
+
+def test_run_out_writes_elsewhere_and_leaves_the_published_book(repo):
+    """Exercises run with --out book/_build/exercises: the published copy and results stay as they were."""
+    before = _published(repo)
+    out = repo / "book" / "_build" / "exercises"
+    assert run.main(["run", WORK, "--root", str(repo), "--device", "cpu", "--out", str(out)]) == 0
+    assert _published(repo) == before
+    assert (out / "executed" / f"{WORK}.ipynb").exists() and (out / "results" / f"{WORK}.json").exists()
+    assert WORK in read_json(out / "results" / "_run.json")["notebooks"]
+    assert book.check(repo) == []                      # the book itself is still consistent
+    bad = ["run", WORK, "--root", str(repo), "--device", "cpu", "--out", str(repo / "book" / "_build" / "results")]
+    assert run.main(bad) == 1

@@ -163,3 +163,28 @@ def test_book_check_reports_missing_and_failed(tmp_path, monkeypatch):
     assert any("demo/bad: cell 1: ValueError" in p for p in problems)
     assert any("demo/gone: no executed copy" in p for p in problems)
     assert any("book/missing_page" in p for p in problems)
+
+
+def test_exercise_commands_write_apart_and_name_real_parameters():
+    """Every `cellbook run` in the exercises writes to book/_build/exercises and sets real parameters."""
+    import re
+    import shlex
+
+    from cellbook.run import REPO_ROOT, notebook_parameters
+
+    n_commands = 0
+    for page in sorted((REPO_ROOT / "book").glob("exercises_part*.md")):
+        text = page.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            if "cellbook run " not in line:
+                continue
+            args = shlex.split(line.split("cellbook run ", 1)[1].split("#")[0])
+            assert args[:2] == ["--out", "book/_build/exercises"], f"{page.name}: {line.strip()}"
+            names = [a for a in args[2:] if re.fullmatch(r"part\d/\w+", a)]
+            keys = [args[i + 1].split("=", 1)[0] for i, a in enumerate(args) if a == "-p"]
+            assert names, f"{page.name}: no notebook in {line.strip()}"
+            for name in names:
+                params = notebook_parameters(name)
+                assert all(k in params for k in keys), f"{page.name}: {name} has no parameter among {keys}"
+            n_commands += 1
+    assert n_commands >= 9
