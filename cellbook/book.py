@@ -165,7 +165,9 @@ def stage(root: Path = REPO_ROOT) -> Path:
     config = yaml.safe_load((root / "_config.yml").read_text())
     config.setdefault("repository", {}).update(url=REPOSITORY_URL, branch=BRANCH)
     write_text(site / "_config.yml", yaml.safe_dump(config, sort_keys=False))
-    shutil.copytree(root / "book", site / "book", ignore=shutil.ignore_patterns("_build"))
+    shutil.copytree(root / "book", site / "book", ignore=shutil.ignore_patterns("_build", "_static"))
+    if (root / "book" / "_static").is_dir():   # Jupyter Book adds every CSS file of <site>/_static to each page
+        shutil.copytree(root / "book" / "_static", site / "_static")
     for name in executed_chapters(root):
         dst = site / "notebooks" / f"{name}.ipynb"
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -271,6 +271,17 @@ def test_exercise_solutions_are_folded_and_open_on_click(book, driver):
 
 
 @browser
+def test_one_search_box_at_desktop_width(book, driver):
+    """The theme draws a search field in the sidebar and another in the top bar; only one may show."""
+    driver.set_window_size(1400, 900)
+    driver.get(book.base_url + "index.html")
+    visible = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.search-button-field'))"
+        ".filter(e => e.offsetWidth > 0 && e.offsetHeight > 0).length;")
+    assert visible == 1, f"{visible} search boxes visible at 1400 px (book/_static/cellbook.css should hide one)"
+
+
+@browser
 def test_results_summary_lists_every_part(book):
     summary = page_path_of(EXECUTED + "summary/01_results")
     if EXECUTED + "summary/01_results" not in all_toc_files():
