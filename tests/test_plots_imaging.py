@@ -19,3 +19,26 @@ def test_example_grid_two_line_captions_do_not_overlap():
     for upper, lower in zip(top_row, second_row):
         assert lower.title.get_window_extent(r).y1 <= upper.get_window_extent(r).y0
     plt.close(fig)
+
+
+def test_log_axes_label_plain_numbers_inside_a_narrow_range():
+    import pandas as pd
+
+    from cellbook.plots import curves, readable_log_axis
+
+    df = pd.DataFrame({"epoch": range(1, 21), "mse": np.linspace(1.6, 1.2, 20), "se": 0.01})
+    fig = curves(df, x="epoch", y="mse", err="se", hue=None, logy=True)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    lo, hi = ax.get_ylim()
+    inside = [t for t in ax.get_yticks() if lo <= t <= hi]
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert len(inside) >= 3, f"ticks {ax.get_yticks()} in range {lo:.2f}-{hi:.2f}"
+    assert labels and not any("10^" in s or "times" in s or "×" in s for s in labels), labels
+    fig2, ax2 = plt.subplots()
+    ax2.plot([1, 2], [0.001, 50])
+    ax2.set_yscale("log")
+    readable_log_axis(ax2, "y")
+    fig2.canvas.draw()
+    assert all("×" not in t.get_text() and "10^" not in t.get_text() for t in ax2.get_yticklabels())
+    plt.close(fig), plt.close(fig2)

@@ -7,7 +7,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..report import fmt_p
-from . import PALETTE
+from . import PALETTE, readable_log_axis
 
 
 def architecture_comparison(df: pd.DataFrame, x: str = "mse_mean", err: str = "mse_se", label: str = "architecture",
@@ -24,6 +24,7 @@ def architecture_comparison(df: pd.DataFrame, x: str = "mse_mean", err: str = "m
         ax.errorbar(r[x], i, xerr=r[err] if err and np.isfinite(r[err]) else None, fmt="o", color=c, capsize=3)
     ax.set_yticks(range(len(d)), d[label])
     ax.set_xscale("log")
+    readable_log_axis(ax, "x")
     ax.set_xlabel("test MSE (log scale), mean ± SE over folds")
     ax.set_title(title)
     fig.tight_layout()
@@ -77,6 +78,7 @@ def pair_boxes(spearman: pd.DataFrame, mse: pd.DataFrame, title: str = "", p_val
         sns.boxplot(data=long, x="pair", y=name, hue="pair", ax=ax, palette=PALETTE, legend=False)
         if log:
             ax.set_yscale("log")
+            readable_log_axis(ax, "y")
         ax.set_xlabel("")
     if p_values:
         for ax, p in zip(axes, p_values):
