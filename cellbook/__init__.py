@@ -13,7 +13,7 @@ from . import baselines, datasets, metrics, plots, preprocess, results  # noqa: 
 from .preprocess import scrna as _scrna  # noqa: F401
 from .config import profile_parameters, resolve_device, seed_everything  # noqa: F401
 from .results import Recorder  # noqa: F401
-from .train import Trainer, count_parameters  # noqa: F401
+from .train import Trainer, count_parameters, train_autoencoder, train_classifier_autoencoder  # noqa: F401
 from . import splits  # noqa: F401,E402
 from .annotate import CellTypeClassifier, annotate  # noqa: F401,E402  (cb.annotate is the function)
 

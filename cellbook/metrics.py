@@ -141,13 +141,6 @@ def summarize(records: Iterable[Mapping] | pd.DataFrame, by: str | list[str] | N
     return pd.DataFrame(rows)
 
 
-def mean_sd(values) -> str:
-    """``"0.912 ± 0.004"`` for a list of repeats (SD with ddof=1)."""
-    v = np.asarray(list(values), dtype=float)
-    sd = v.std(ddof=1) if v.size > 1 else float("nan")
-    return f"{v.mean():.3f} ± {sd:.3f}" if v.size > 1 else f"{v.mean():.3f}"
-
-
 def ttest(a, b, paired: bool = False) -> dict:
     """Two-sided t-test (Welch's when unpaired): statistic, p-value, means."""
     from scipy import stats

@@ -20,6 +20,7 @@ import numbers
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 # The book's parts, in order, with the short names the summary page uses.
@@ -102,8 +103,19 @@ def fmt_p(p) -> str:
 
 
 def pm(mean, sd, digits: int = 3) -> str:
-    """``mean ± sd`` with :func:`fmt` (``pm(0.9123, 0.0111) -> "0.912 ± 0.0111"``)."""
+    """``mean ± sd`` with :func:`fmt` (``pm(0.9123, 0.0111) -> "0.912 ± 0.0111"``): the book's one
+    mean ± SD format.  Without a spread (``sd`` None or NaN, e.g. a single run) only the mean."""
+    if sd is None or (isinstance(sd, float) and math.isnan(sd)):
+        return fmt(mean, digits)
     return f"{fmt(mean, digits)} ± {fmt(sd, digits)}"
+
+
+def mean_sd(values, digits: int = 3) -> str:
+    """:func:`pm` of repeats: the mean and the SD (ddof=1) of ``values`` (one value: the value alone)."""
+    v = np.asarray(list(values), dtype=float)
+    if v.size == 0:
+        raise ValueError("mean_sd needs at least one value")
+    return pm(float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else None, digits)
 
 
 # ------------------------------------------------------------------------------------------

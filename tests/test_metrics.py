@@ -70,7 +70,10 @@ def test_summarize_mean_sd_se():
     assert s.loc["a", "acc_sd"] == pytest.approx(0.1)
     assert s.loc["a", "acc_se"] == pytest.approx(0.1 / np.sqrt(3))
     assert s.loc["b", "n"] == 2
-    assert metrics.mean_sd([0.8, 0.9, 1.0]) == "0.900 ± 0.100"
+    from cellbook import report
+
+    assert report.mean_sd([0.8, 0.9, 1.0]) == "0.9 ± 0.1"
+    assert report.mean_sd([0.75]) == "0.75"
 
 
 def test_stat_tests():
