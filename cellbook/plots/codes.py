@@ -126,28 +126,70 @@ def error_counts(df: pd.DataFrame, title: str = "", ylabel: str = "misclassified
     return fig
 
 
-def component_network(g, title: str = "", seed: int = 0, label_width: int = 34):
-    """Draw a component-to-term network (from :func:`cellbook.enrichment.component_term_network`)."""
+def network_layout(g, spacing: float = 1.0, radius: float = 0.28) -> dict:
+    """Positions for a component-to-term graph: components on a grid (in number order), each one's own
+    terms on a circle around it, a term shared by several components at their centroid (nudged)."""
+    comps = sorted((n for n, d in g.nodes(data=True) if d.get("kind") == "component"),
+                   key=lambda c: (len(str(c)), str(c)))
+    ncols = max(1, int(np.ceil(np.sqrt(len(comps)))))
+    pos = {c: np.array([(i % ncols) * spacing, -(i // ncols) * spacing]) for i, c in enumerate(comps)}
+    shared_seen = 0
+    for c in comps:
+        own = [t for t in g.neighbors(c) if g.degree(t) == 1]
+        for j, t in enumerate(own):
+            angle = 2 * np.pi * j / max(len(own), 1) + np.pi / 2
+            pos[t] = pos[c] + radius * np.array([np.cos(angle), np.sin(angle)])
+    for t, d in g.nodes(data=True):
+        if d.get("kind") == "term" and t not in pos:
+            linked = [pos[c] for c in g.neighbors(t) if c in pos]
+            centre = np.mean(linked, axis=0) if linked else np.zeros(2)
+            shared_seen += 1
+            pos[t] = centre + 0.12 * spacing * np.array([np.cos(shared_seen), np.sin(shared_seen)])
+    return pos
+
+
+def component_network(g, title: str = "", seed: int = 0, label_width: int = 30, max_labels: int = 40):
+    """Draw a component-to-term network (from :func:`cellbook.enrichment.component_term_network`).
+
+    Components sit on a grid, each one's terms on a ring around it (:func:`network_layout`), so the
+    clusters never pile up; labels point outwards on a white backing.  At most ``max_labels`` terms are
+    labelled (those linked to the most components first); the chapter's term table lists them all.
+    ``seed`` is kept for callers; the layout is deterministic.
+    """
     import networkx as nx
 
     from ..enrichment import short_term
 
-    fig, ax = plt.subplots(figsize=(11, 9))
+    comps = [n for n, d in g.nodes(data=True) if d.get("kind") == "component"]
+    terms = [n for n, d in g.nodes(data=True) if d.get("kind") == "term"]
+    ncols = max(1, int(np.ceil(np.sqrt(max(len(comps), 1)))))
+    nrows = max(1, int(np.ceil(max(len(comps), 1) / ncols)))
+    fig, ax = plt.subplots(figsize=(4.2 * ncols + 1, 3.4 * nrows + 1))
     if g.number_of_nodes() == 0:
         ax.text(0.5, 0.5, "no significant term", ha="center", va="center")
         ax.axis("off")
         return fig
-    pos = nx.spring_layout(g, seed=seed, k=1.2 / np.sqrt(g.number_of_nodes()))
-    comps = [n for n, d in g.nodes(data=True) if d.get("kind") == "component"]
-    terms = [n for n, d in g.nodes(data=True) if d.get("kind") == "term"]
+    pos = network_layout(g)
+    shown = sorted(terms, key=lambda t: -g.degree(t))[:max_labels]
     colors = sns.color_palette(PALETTE, 3)
-    nx.draw_networkx_edges(g, pos, ax=ax, alpha=0.4, width=1)
-    nx.draw_networkx_nodes(g, pos, nodelist=comps, node_color=[colors[0]], node_size=520, ax=ax)
-    nx.draw_networkx_nodes(g, pos, nodelist=terms, node_color=[colors[1]], node_size=60, node_shape="s", ax=ax)
-    nx.draw_networkx_labels(g, pos, labels={c: str(c) for c in comps}, font_size=8, font_weight="bold", ax=ax)
-    nx.draw_networkx_labels(g, pos, labels={t: short_term(t, label_width) for t in terms}, font_size=6.5,
-                            verticalalignment="bottom", ax=ax)
-    ax.set_title(title)
+    nx.draw_networkx_edges(g, pos, ax=ax, alpha=0.35, width=1)
+    nx.draw_networkx_nodes(g, pos, nodelist=comps, node_color=[colors[0]], node_size=620, ax=ax)
+    nx.draw_networkx_nodes(g, pos, nodelist=terms, node_color=[colors[1]], node_size=40, node_shape="s", ax=ax)
+    nx.draw_networkx_labels(g, pos, labels={c: str(c) for c in comps}, font_size=9, font_weight="bold",
+                            font_color="white", ax=ax)
+    backing = {"boxstyle": "round,pad=0.12", "facecolor": "white", "edgecolor": "none", "alpha": 0.8}
+    for t in shown:
+        linked = [pos[c] for c in g.neighbors(t)]
+        direction = pos[t] - np.mean(linked, axis=0) if linked else np.array([1.0, 0.0])
+        right = direction[0] >= 0
+        ax.annotate(short_term(t, label_width), pos[t], xytext=(4 if right else -4, 0), textcoords="offset points",
+                    ha="left" if right else "right", va="center", fontsize=7.5, bbox=backing)
+    xs = np.array([p[0] for p in pos.values()])
+    ys = np.array([p[1] for p in pos.values()])
+    ax.set_xlim(xs.min() - 0.75, xs.max() + 0.75)
+    ax.set_ylim(ys.min() - 0.45, ys.max() + 0.45)
+    note = "" if len(shown) == len(terms) else f" ({len(shown)} of {len(terms)} terms labelled)"
+    ax.set_title(title + note)
     ax.axis("off")
     fig.tight_layout()
     return fig
