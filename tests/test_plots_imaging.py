@@ -42,3 +42,15 @@ def test_log_axes_label_plain_numbers_inside_a_narrow_range():
     fig2.canvas.draw()
     assert all("×" not in t.get_text() and "10^" not in t.get_text() for t in ax2.get_yticklabels())
     plt.close(fig), plt.close(fig2)
+
+
+def test_frame_mosaic_and_classification_maps():
+    tiles = [np.full((4, 6), v, dtype=np.uint8) for v in (10, 20, 30, 40)]
+    mosaic = pim.frame_mosaic(tiles, rows=[0, 0, 1, 1], cols=[0, 1, 0, 1])
+    assert mosaic.shape == (8, 12) and mosaic[0, 0] == 10 and mosaic[0, 11] == 20 and mosaic[7, 0] == 30
+    frames = {"P2-1.tif": {"image": mosaic, "rows": [0, 0, 1, 1], "cols": [0, 1, 0, 1],
+                           "maps": {"truth": [1, 1, 1, 1], "SCNN": [0.9, 0.8, 0.4, 0.7]}}}
+    fig = pim.classification_maps(frames, positive="early_P2")
+    ax = fig.axes[1]
+    assert sorted(t.get_text() for t in ax.texts) == ["0.40", "0.70", "0.80", "0.90"]
+    plt.close(fig)

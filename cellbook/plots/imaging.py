@@ -115,3 +115,56 @@ def brightness_by_class(df: pd.DataFrame, value: str = "mean_gray", by: str = "l
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def frame_mosaic(tiles, rows, cols) -> np.ndarray:
+    """Tiles of one frame put back together by their ``(row, col)`` grid position -> one gray image."""
+    import cv2
+
+    gray = [t if np.asarray(t).ndim == 2 else cv2.cvtColor(np.asarray(t), cv2.COLOR_BGR2GRAY) for t in tiles]
+    h, w = np.asarray(gray[0]).shape[:2]
+    if any(np.asarray(g).shape[:2] != (h, w) for g in gray):
+        raise ValueError("frame_mosaic: the tiles of one frame must have one size")
+    rows, cols = np.asarray(rows, dtype=int), np.asarray(cols, dtype=int)
+    out = np.zeros(((rows.max() + 1) * h, (cols.max() + 1) * w), dtype=np.asarray(gray[0]).dtype)
+    for g, r, c in zip(gray, rows, cols):
+        out[r * h:(r + 1) * h, c * w:(c + 1) * w] = g
+    return out
+
+
+def classification_maps(frames: dict, title: str = "", positive: str = "positive", cmap: str = "coolwarm"):
+    """Per-tile maps on whole frames (the paper's Figs. 4a-c truth maps and 5d-g classification maps).
+
+    ``frames``: ``{frame name: {"image": mosaic (H, W), "rows": tile rows, "cols": tile cols,
+    "maps": {"truth": 0/1 per tile, "<model>": P(positive) per tile, ...}}}``.  One row per frame, one
+    column per map; each tile is tinted by its value (1 = ``positive``) and shows it as a number.
+    """
+    if not frames:
+        raise ValueError("classification_maps: no frames given")
+    names = list(next(iter(frames.values()))["maps"])
+    fig, axes = plt.subplots(len(frames), len(names), figsize=(3.3 * len(names), 2.7 * len(frames)),
+                             layout="constrained", squeeze=False)
+    cm = plt.get_cmap(cmap)
+    for r, (frame, f) in enumerate(frames.items()):
+        img = np.asarray(f["image"])
+        n_r, n_c = int(np.max(f["rows"])) + 1, int(np.max(f["cols"])) + 1
+        th, tw = img.shape[0] // n_r, img.shape[1] // n_c
+        for c, name in enumerate(names):
+            ax = axes[r, c]
+            ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+            for value, tr, tc in zip(f["maps"][name], f["rows"], f["cols"]):
+                ax.add_patch(plt.Rectangle((tc * tw, tr * th), tw, th, color=cm(float(value)), alpha=0.45, lw=0))
+                ax.text((tc + 0.5) * tw, (tr + 0.5) * th, f"{float(value):.2f}" if name != "truth" else
+                        ("+" if value else "-"), ha="center", va="center", fontsize=9, color="black",
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.7, "edgecolor": "none"})
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            ax.set_title(f"{name}" if r == 0 else "", fontsize=10)
+            if c == 0:
+                ax.set_ylabel(frame, fontsize=9)
+    sm = plt.cm.ScalarMappable(cmap=cm, norm=plt.Normalize(0, 1))
+    fig.colorbar(sm, ax=axes, shrink=0.6, label=f"P({positive}); truth: 1 = {positive}")
+    if title:
+        fig.suptitle(title, fontweight="bold")
+    return fig
