@@ -54,3 +54,14 @@ def test_frame_mosaic_and_classification_maps():
     ax = fig.axes[1]
     assert sorted(t.get_text() for t in ax.texts) == ["0.40", "0.70", "0.80", "0.90"]
     plt.close(fig)
+
+
+def test_learning_curves_mark_the_papers_values():
+    import pandas as pd
+
+    summary = pd.DataFrame({"model": ["SCNN"] * 3, "size": [20, 60, 100], "accuracy_mean": [0.6, 0.7, 0.75],
+                            "accuracy_sd": [0.05, 0.04, 0.03]})
+    fig = pim.learning_curves(summary, paper={"SCNN": {100: (0.8956, 0.0309)}})
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["SCNN", "SCNN, paper"]
+    plt.close(fig)

@@ -80,10 +80,14 @@ def ssn_heatmap(grid: pd.DataFrame, title: str = "", paper_best: tuple | None = 
 
 def learning_curves(summary: pd.DataFrame, x: str = "size", y: str = "accuracy_mean", err: str = "accuracy_sd",
                     hue: str = "model", title: str = "", ylabel: str = "accuracy (held-out frames)", chance=None,
-                    ax=None):
-    """Mean +- SD error bars per model over training-set sizes (Fig. 5a)."""
+                    ax=None, paper: dict | None = None):
+    """Mean +- SD error bars per model over training-set sizes (Fig. 5a).
+
+    ``paper``: ``{model: {size: (mean, sd)}}`` on the same scale as ``y``, drawn as open diamonds in the
+    model's colour at every size the paper reports in its text (for Liu et al. only 100 images).
+    """
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig, ax = plt.subplots(figsize=(8.4, 4.2))
     else:
         fig = ax.figure
     groups = list(summary.groupby(hue, sort=False))
@@ -92,6 +96,9 @@ def learning_curves(summary: pd.DataFrame, x: str = "size", y: str = "accuracy_m
     for (label, g), color, off in zip(groups, colors, offsets):
         g = g.sort_values(x)
         ax.errorbar(g[x] + off, g[y], yerr=g[err], marker="o", ms=4, capsize=3, label=str(label), color=color)
+        for size, (m, sd) in ((paper or {}).get(label) or {}).items():
+            ax.errorbar(size + off, m, yerr=sd, marker="D", ms=7, mfc="white", mec=color, color=color, capsize=3,
+                        ls="none", label=f"{label}, paper")
     if chance is not None:
         ax.axhline(chance, ls=":", color="0.5", lw=1)
         ax.annotate("majority class", xy=(0, chance), xycoords=("axes fraction", "data"), fontsize=8,
@@ -99,7 +106,7 @@ def learning_curves(summary: pd.DataFrame, x: str = "size", y: str = "accuracy_m
     ax.set_xlabel("training images")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)   # beside the curves
     fig.tight_layout()
     return fig
 
