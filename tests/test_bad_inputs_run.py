@@ -160,7 +160,7 @@ def _signalled(root: Path, sig: int) -> tuple[int, str, int]:
         assert proc.poll() is None, proc.communicate()[1]
         kernel_pid = int(ready.read_text())
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=90)   # a loaded 2-core CI machine can take a while to stop the kernel
     finally:
         if proc.poll() is None:
             proc.kill()
