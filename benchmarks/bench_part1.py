@@ -86,18 +86,12 @@ def main(argv=None) -> int:
     import cellbook as cb
     from cellbook.models.cnn1d import CNN1D
     from cellbook.models.ensemble import joint
-    from cellbook.preprocess.scrna import genes_detected, highly_variable, log_normalize
+    from bench_data import part1_matrix
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = cb.resolve_device(args.device)
-    adata = cb.datasets.load_scrna("vangalen2019", path=args.data_path, fallback="synthetic" if args.synthetic else "error")
-    counts = adata.layers["counts"]
-    keep = np.flatnonzero(genes_detected(counts, 3))
-    if args.genes:
-        keep = keep[highly_variable(log_normalize(counts[:, keep]), args.genes)]
-    X = np.asarray(log_normalize(counts[:, keep]).toarray(), dtype=np.float32)
-    y = np.unique(adata.obs["cell_type"].astype(str), return_inverse=True)[1].astype(np.int64)
+    adata, X, y = part1_matrix(args.genes, args.data_path, "synthetic" if args.synthetic else "error")
     n_cls = int(y.max()) + 1
     n_cells = X.shape[0] * args.epochs
     print(f"{adata.uns['cellbook_data']['title']}: {X.shape[0]} cells x {X.shape[1]} genes, {n_cls} types; "

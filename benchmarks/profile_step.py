@@ -21,7 +21,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -110,16 +109,10 @@ def main(argv=None) -> int:
     from cellbook.models.cnn1d import CNN1D
     from cellbook.models.ensemble import joint
     from cellbook.models.mlp import MLP
-    from cellbook.preprocess.scrna import genes_detected, highly_variable, log_normalize
+    from bench_data import part1_matrix
 
     device = cb.resolve_device(args.device)
-    adata = cb.datasets.load_scrna("vangalen2019", fallback="error")
-    counts = adata.layers["counts"]
-    keep = np.flatnonzero(genes_detected(counts, 3))
-    if args.genes:
-        keep = keep[highly_variable(log_normalize(counts[:, keep]), args.genes)]
-    X = np.asarray(log_normalize(counts[:, keep]).toarray(), dtype=np.float32)
-    y = np.unique(adata.obs["cell_type"].astype(str), return_inverse=True)[1].astype(np.int64)
+    _, X, y = part1_matrix(args.genes)
     n_cls = int(y.max()) + 1
     G = X.shape[1]
     print(f"{X.shape[0]} cells x {G} genes; {device}"
