@@ -3,6 +3,7 @@
 #                 execute every notebook (papermill, PROFILE=quick) and build book/_build/html
 #   make test   - set up and run the tests (the browser test too, once the book is built)
 # Options: make book PROFILE=full DEVICE=cuda   |   make book NOTEBOOKS=part1   |   PYTHON=python3.11
+#          make book JOBS=3   (parts at once; one part: its sweeps on 3 Dask workers)   |   make book SCHEDULER=tcp://host:8786
 #          make book FALLBACK=synthetic   (the offline demo: labelled SYNTHETIC stand-ins, nothing fetched)
 
 PYTHON   ?= python3
@@ -11,6 +12,8 @@ PROFILE  ?= quick
 DEVICE   ?= auto
 NOTEBOOKS ?= all
 FALLBACK ?=
+JOBS     ?=
+SCHEDULER ?=
 PY       := $(VENV)/bin/python
 STAMP    := $(VENV)/.cellbook-installed
 
@@ -35,7 +38,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 notebooks: $(STAMP)
-	$(VENV)/bin/cellbook run $(NOTEBOOKS) --profile $(PROFILE) --device $(DEVICE) $(if $(FALLBACK),-p fallback=$(FALLBACK))
+	$(VENV)/bin/cellbook run $(NOTEBOOKS) --profile $(PROFILE) --device $(DEVICE) $(if $(FALLBACK),-p fallback=$(FALLBACK)) \
+		$(if $(JOBS),--jobs $(JOBS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 html: $(STAMP)
 	$(PY) -m cellbook.book

@@ -69,6 +69,18 @@ BASELINES = {
 }
 
 
+def deep_settings(params: dict, device: bool = True) -> dict:
+    """The deep models' training settings from a Part I chapter's parameters: the keyword arguments of
+    :class:`~cellbook.annotate.CellTypeClassifier` (and of :func:`evaluate_models`) that every chapter shares.
+    ``device=False`` leaves the device out (for calls that take it separately)."""
+    out = dict(transform=params["transform"], n_genes=params["n_genes"], max_epochs=params["epochs"],
+               lr=params["lr"], batch_size=params["batch_size"], model_kwargs={"chunk": params["chunk"]},
+               patience=params["patience"])
+    if device:
+        out["device"] = params.get("device", "auto")
+    return out
+
+
 def model_zoo(k: int = 5, include=None, grid=None, stack_members=None, stack_folds: int = 3,
               celltypist: dict | None = None, baseline_genes: int | None = None) -> dict:
     """The compared models: name -> spec (see the module docstring).
@@ -372,65 +384,96 @@ def _epochs(est) -> tuple[float, bool] | tuple[None, None]:
     return float(np.mean(n)), bool(max_epochs is None or all(k < max_epochs for k in n))
 
 
+def evaluate_split(X, y, split_id, train, test, zoo: dict, gene_names=None, labels=None, progress: bool = True,
+                   keep_fitted: bool = True, **common):
+    """Fit every zoo model on ``train`` and score it on ``test``: one task of :func:`evaluate_models`.
+
+    Seeds everything with the split's seed first (``split_id`` when it is an integer, else 0), so the split
+    gives the same numbers whichever process runs it. Returns ``(rows, predictions, fitted)``: one dict per
+    model (metrics, fit seconds, parameters, epochs), ``{model: predicted test labels}`` and the fitted models
+    (``None`` unless ``keep_fitted``).
+    """
+    from . import metrics
+    from .config import seed_everything
+
+    y = as_labels(y, "y")
+    labels = np.unique(y) if labels is None else labels
+    tr, te = np.asarray(train), np.asarray(test)
+    seed = int(split_id) if str(split_id).lstrip("-").isdigit() else 0
+    seed_everything(seed)
+    order = sorted(zoo, key=lambda n: ("stack" in zoo[n], "shares" in zoo[n]))   # sources first
+    fitted, secs_of, npar_of, shown = {}, {}, {}, set()
+    for name in order:
+        spec = zoo[name]
+        if "stack" in spec:   # a member may be a tuned deep model: "X (tuned)"
+            facs = {m: _factory(zoo[m] if m in zoo else zoo[m[: -len(TUNED)]], fitted[m], common)
+                    for m in spec["stack"]}
+            est = StackedEnsemble(facs, n_folds=spec.get("n_folds", 3), seed=seed)
+            est.fit(X[tr], y[tr], gene_names=gene_names, prefit={m: fitted[m] for m in spec["stack"]})
+            fitted[name], secs_of[name], npar_of[name] = est, est.fit_seconds_, 0
+        elif "grid" in spec:
+            paper, tuned, _ = fit_tuned(spec, X[tr], y[tr], gene_names, seed=seed, **common)
+            fitted[name], secs_of[name], npar_of[name] = paper, paper.fit_seconds_, paper.n_parameters_
+            fitted[name + TUNED] = tuned
+            secs_of[name + TUNED], npar_of[name + TUNED] = tuned.fit_seconds_, tuned.n_parameters_
+        else:
+            fitted[name], secs_of[name], npar_of[name] = fit_model(spec, X[tr], y[tr], gene_names, seed=seed,
+                                                                   fitted=fitted, **common)
+        if progress:   # as each fit ends, so a run stopped part-way still says where the time went
+            for done in (name, name + TUNED):
+                if done in secs_of and done not in shown:
+                    shown.add(done)
+                    ep = _epochs(fitted[done])[0]
+                    print(f"  split {split_id}: fitted {done} in {secs_of[done]:.1f} s"
+                          f"{'' if ep is None else f' ({ep} epochs)'}", flush=True)
+    rows, preds = [], {}
+    for name in entry_names(zoo):
+        est = fitted[name]
+        pred = np.asarray(est.predict(X[te], gene_names=gene_names) if gene_names is not None
+                          else est.predict(X[te])).astype(str)
+        preds[name] = pred
+        epochs, early = _epochs(est)
+        row = {"model": name, "split": split_id, **metrics.classification(y[te], pred, labels=labels),
+               "fit_seconds": secs_of[name], "n_parameters": npar_of[name], "epochs": epochs,
+               "stopped_early": early}
+        rows.append(row)
+        if progress:
+            print(f"  split {split_id}: {name:42s} acc {row['accuracy']:.3f}  macro-F1 {row['f1_macro']:.3f}"
+                  f"  {row['fit_seconds']:6.1f} s", flush=True)
+    return rows, preds, (fitted if keep_fitted else None)
+
+
 def evaluate_models(X, y, splits, zoo: dict, gene_names=None, labels=None, progress: bool = True,
                     on_fit=None, **common):
     """Fit and score every zoo model on every split.
 
     ``splits`` is a list of ``(split_id, train_idx, test_idx)`` (e.g. :func:`cellbook.splits.repeated_splits`).
+    Each split is one task of :func:`cellbook.parallel.map_tasks` (:func:`evaluate_split`), so the splits run
+    in this process or on a Dask cluster (``cellbook run --jobs`` / ``--scheduler``) with the same numbers.
     Returns ``(records, predictions, fitted)``: a DataFrame with one row per model and split (all of
     :func:`cellbook.metrics.classification`, ``fit_seconds``, ``n_parameters``, and for deep models
     ``epochs`` and ``stopped_early``: whether early stopping, not the epoch cap, ended training), a
     dict ``{(model, split_id): predicted labels of the test cells}``, and the last split's fitted models
     (tuned models keep their per-setting table in ``.tuning_``; the stacked ensemble its weights).
-    ``on_fit(split_id, fitted)`` is called after each split (e.g. to keep the stacking weights).
+    ``on_fit(split_id, fitted)`` is called for each split, in split order, once all have run (e.g. to keep
+    the stacking weights).
     """
-    from . import metrics
+    from .parallel import map_tasks
 
     y = as_labels(y, "y")
     labels = np.unique(y) if labels is None else labels
-    order = sorted(zoo, key=lambda n: ("stack" in zoo[n], "shares" in zoo[n]))   # sources first
-    rows, preds = [], {}
-    for split_id, tr, te in splits:
-        seed = int(split_id) if str(split_id).lstrip("-").isdigit() else 0
-        fitted, secs_of, npar_of, shown = {}, {}, {}, set()
-        for name in order:
-            spec = zoo[name]
-            if "stack" in spec:   # a member may be a tuned deep model: "X (tuned)"
-                facs = {m: _factory(zoo[m] if m in zoo else zoo[m[: -len(TUNED)]], fitted[m], common)
-                        for m in spec["stack"]}
-                est = StackedEnsemble(facs, n_folds=spec.get("n_folds", 3), seed=seed)
-                est.fit(X[tr], y[tr], gene_names=gene_names, prefit={m: fitted[m] for m in spec["stack"]})
-                fitted[name], secs_of[name], npar_of[name] = est, est.fit_seconds_, 0
-            elif "grid" in spec:
-                paper, tuned, _ = fit_tuned(spec, X[tr], y[tr], gene_names, seed=seed, **common)
-                fitted[name], secs_of[name], npar_of[name] = paper, paper.fit_seconds_, paper.n_parameters_
-                fitted[name + TUNED] = tuned
-                secs_of[name + TUNED], npar_of[name + TUNED] = tuned.fit_seconds_, tuned.n_parameters_
-            else:
-                fitted[name], secs_of[name], npar_of[name] = fit_model(spec, X[tr], y[tr], gene_names, seed=seed,
-                                                                       fitted=fitted, **common)
-            if progress:   # as each fit ends, so a run stopped part-way still says where the time went
-                for done in (name, name + TUNED):
-                    if done in secs_of and done not in shown:
-                        shown.add(done)
-                        ep = _epochs(fitted[done])[0]
-                        print(f"  split {split_id}: fitted {done} in {secs_of[done]:.1f} s"
-                              f"{'' if ep is None else f' ({ep} epochs)'}", flush=True)
-        for name in entry_names(zoo):
-            est = fitted[name]
-            pred = np.asarray(est.predict(X[te], gene_names=gene_names) if gene_names is not None
-                              else est.predict(X[te])).astype(str)
-            preds[(name, split_id)] = pred
-            epochs, early = _epochs(est)
-            row = {"model": name, "split": split_id, **metrics.classification(y[te], pred, labels=labels),
-                   "fit_seconds": secs_of[name], "n_parameters": npar_of[name], "epochs": epochs,
-                   "stopped_early": early}
-            rows.append(row)
-            if progress:
-                print(f"  split {split_id}: {name:42s} acc {row['accuracy']:.3f}  macro-F1 {row['f1_macro']:.3f}"
-                      f"  {row['fit_seconds']:6.1f} s", flush=True)
+    splits = list(splits)
+    tasks = [dict(X=X, y=y, split_id=sid, train=tr, test=te, zoo=zoo, gene_names=gene_names, labels=labels,
+                  progress=progress, keep_fitted=on_fit is not None or i == len(splits) - 1, **common)
+             for i, (sid, tr, te) in enumerate(splits)]
+    out = map_tasks(evaluate_split, tasks, desc="splits", progress=progress and len(tasks) > 1)
+    rows, preds, fitted = [], {}, {}
+    for (sid, _, _), (r, p, f) in zip(splits, out):
+        rows += r
+        preds.update({(name, sid): v for name, v in p.items()})
         if on_fit is not None:
-            on_fit(split_id, fitted)
+            on_fit(sid, f)
+        fitted = f if f is not None else fitted
     return pd.DataFrame(rows), preds, fitted
 
 

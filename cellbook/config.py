@@ -48,6 +48,13 @@ def profile_parameters(profile: str, notebook: str, path: Path | str = PROFILES_
     return params
 
 
+def profile_parallel(profile: str, path: Path | str = PROFILES_FILE) -> dict:
+    """How ``profile`` runs its sweeps: its ``parallel`` entry (``workers``, ``threads_per_worker``); ``{}``
+    when it has none (in process). ``cellbook run --workers / --scheduler`` override it."""
+    profiles = _load_profiles(str(path))
+    return dict((profiles.get(profile) or {}).get("parallel") or {})
+
+
 def resolve_device(device: str = "auto") -> str:
     """``"auto"`` -> ``"cuda"`` when a CUDA device is visible, else ``"cpu"``.
 

@@ -299,8 +299,28 @@ def read_run_file(path: Path) -> dict:
     return record
 
 
+@contextlib.contextmanager
+def _run_record_lock(out_dir: Path):
+    """One writer of ``_run.json`` at a time, across processes (``cellbook run --jobs`` runs parts at once)."""
+    import fcntl
+
+    path = run_record_path(out_dir).parent / ".run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _record_run(out_dir: Path, name: str, entry: dict) -> None:
-    """Add one finished notebook to ``_run.json`` (atomic write)."""
+    """Add one finished notebook to ``_run.json`` (atomic write, under a lock)."""
+    with _run_record_lock(out_dir):
+        _record_run_locked(out_dir, name, entry)
+
+
+def _record_run_locked(out_dir: Path, name: str, entry: dict) -> None:
     record = read_run_record(out_dir)
     record["profile"] = entry["profile"]          # last run's, for readers of the old format
     record["device"] = entry["device"]
@@ -520,7 +540,8 @@ def fetch_data(names: list[str], overrides: dict, root: Path = REPO_ROOT) -> dic
 
 
 def run_many(names: list[str], profile: str, device: str, overrides: dict,
-             root: Path = REPO_ROOT, out_dir: Path | None = None) -> dict:
+             root: Path = REPO_ROOT, out_dir: Path | None = None, fetch: bool = True,
+             progress: bool = True) -> dict:
     """Run notebooks in order; stops at the first failure. Returns ``{name: seconds}``.
 
     Everything that can be checked is checked before the first notebook runs (plans and
@@ -532,12 +553,92 @@ def run_many(names: list[str], profile: str, device: str, overrides: dict,
         plan(name, profile, device, _own_overrides(name, overrides, root), root)
     resolve_run_device(device)
     read_run_record(out)
-    fetch_data(names, overrides, root)
+    if fetch:
+        fetch_data(names, overrides, root)
     times = {}
     for name in names:
         t0 = time.perf_counter()
-        run_notebook(name, profile, device, _own_overrides(name, overrides, root), root, out_dir)
+        run_notebook(name, profile, device, _own_overrides(name, overrides, root), root, out_dir, progress=progress)
         times[name] = round(time.perf_counter() - t0, 1)
+    return times
+
+
+def chains(names: list[str]) -> tuple[list[list[str]], list[str]]:
+    """Independent chains of notebooks: each part's chapters in order (a chapter may read an earlier
+    chapter's results), and the pages that read every part (the summary), which run last."""
+    parts: dict[str, list[str]] = {}
+    last = []
+    for name in names:
+        if name.startswith("summary/"):
+            last.append(name)
+        else:
+            parts.setdefault(name.split("/", 1)[0], []).append(name)
+    return list(parts.values()), last
+
+
+def run_parallel(names: list[str], profile: str, device: str, raw_overrides: list[str] | None, jobs: int,
+                 root: Path = REPO_ROOT, out_dir: Path | None = None) -> dict:
+    """Run the parts' chains ``jobs`` at a time, each in its own ``cellbook run`` process, then the summary.
+
+    Checks and fetches everything first, as :func:`run_many` does. Each chain's output is printed with its
+    part as a prefix. If a chain fails, the chains already running finish (their notebooks are published),
+    no new one starts, the summary is not run, and :class:`NotebookFailed` names every failed chain.
+    Returns ``{chain: seconds}``.
+    """
+    import subprocess
+
+    root = Path(root)
+    out = Path(out_dir) if out_dir else build_dir(root)
+    overrides = parse_overrides(raw_overrides)
+    for name in names:
+        plan(name, profile, device, _own_overrides(name, overrides, root), root)
+    resolve_run_device(device)
+    read_run_record(out)
+    fetch_data(names, overrides, root)
+    groups, last = chains(names)
+    base = [sys.executable, "-m", "cellbook.run", "run", "--profile", profile, "--device", device,
+            "--root", str(root), "--out", str(out), "--no-fetch", "--quiet",
+            *[a for item in (raw_overrides or []) for a in ("-p", item)]]
+    pending, running, failed, times = list(groups), {}, [], {}
+
+    def pump(proc, label):
+        for line in proc.stdout:
+            print(f"[{label}] {line.rstrip()}", flush=True)
+
+    def start(group):
+        label = group[0].split("/", 1)[0]
+        proc = subprocess.Popen([*base, *group], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=False)
+        th = threading.Thread(target=pump, args=(proc, label), daemon=True)
+        th.start()
+        running[label] = (proc, th, time.perf_counter())
+        print(f"[cellbook] started {label}: {', '.join(group)}", flush=True)
+
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, int(jobs)) and not failed:
+                start(pending.pop(0))
+            if not running:
+                break
+            time.sleep(0.2)
+            for label, (proc, th, t0) in list(running.items()):
+                if proc.poll() is not None:
+                    th.join()
+                    times[label] = round(time.perf_counter() - t0, 1)
+                    del running[label]
+                    if proc.returncode != 0:
+                        failed.append(f"{label} (exit {proc.returncode})")
+    except BaseException:
+        for proc, _, _ in running.values():
+            proc.send_signal(signal.SIGINT)
+        for proc, _, _ in running.values():
+            proc.wait()
+        raise
+    if failed:
+        raise NotebookFailed(f"{', '.join(failed)} failed (see its lines above); the other parts' notebooks that "
+                             f"finished are published; {', '.join(last) or 'nothing'} not run")
+    if last:
+        times.update(run_many(last, profile, device, overrides, root, out_dir, fetch=False))
     return times
 
 
@@ -584,11 +685,44 @@ def _cmd_run(args) -> int:
     if out is not None and out == build_dir(root).resolve() / "results":
         raise ValueError(f"--out {args.out} is the results folder itself; give a build folder (it gets executed/, "
                          f"results/ and failed/ inside), e.g. book/_build/exercises")
+    _configure_sweeps(args, names)
     t0 = time.perf_counter()
-    run_many(names, args.profile, args.device, overrides, root, out_dir=out)
+    if args.jobs > 1 and len(chains(names)[0]) > 1:
+        run_parallel(names, args.profile, args.device, args.parameter, args.jobs, root, out_dir=out)
+    else:
+        run_many(names, args.profile, args.device, overrides, root, out_dir=out, fetch=args.fetch,
+                 progress=not args.quiet)
     print(f"[cellbook] {len(names)} notebook(s), profile {args.profile}: {time.perf_counter() - t0:.1f} s"
           + (f"; executed copies and results in {out}" if out else ""), flush=True)
     return 0
+
+
+def _configure_sweeps(args, names: list[str]) -> dict:
+    """How the notebooks' sweeps run (:func:`cellbook.parallel.map_tasks`), set for their kernels through
+    the environment: ``--scheduler`` (an existing Dask cluster), else ``--workers`` (a local Dask cluster
+    per notebook; default: the profile's ``parallel.workers``, or with ``--jobs N`` the cores left per running
+    part, ``N // parts``), else in process. Returns the settings."""
+    from .config import profile_parallel
+    from .parallel import settings
+
+    prof = profile_parallel(args.profile)
+    workers = args.workers
+    if workers is None and args.jobs > 1:
+        workers = max(1, args.jobs // max(1, min(args.jobs, len(chains(names)[0]))))
+    if workers is None:
+        workers = prof.get("workers") or 1
+    threads = args.threads_per_worker or prof.get("threads_per_worker") or 1
+    env = {"CELLBOOK_THREADS_PER_WORKER": str(threads)}
+    if args.scheduler:
+        env.update(CELLBOOK_SCHEDULER=args.scheduler, CELLBOOK_BACKEND="dask")
+    elif int(workers) > 1:
+        env.update(CELLBOOK_BACKEND="dask", CELLBOOK_WORKERS=str(int(workers)))
+    os.environ.update(env)
+    resolved = settings()
+    if resolved["backend"] != "serial":
+        where = resolved["scheduler"] or f"a local Dask cluster of {resolved['n_workers']} worker(s) per notebook"
+        print(f"[cellbook] sweeps run on {where}, {threads} thread(s) per worker", flush=True)
+    return resolved
 
 
 def _cli_layer(adata, layer: str | None, path) -> str | None:
@@ -718,6 +852,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="build folder for executed copies, results and the run record (default: "
                             "<root>/book/_build); the exercises use book/_build/exercises, so trying a "
                             "parameter never overwrites the published book")
+    p_run.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="run up to N parts at once (each part's chapters in order, the summary last); "
+                            "with one part, its sweeps get N local Dask workers")
+    p_run.add_argument("--workers", type=int, default=None, metavar="W",
+                       help="Dask workers for each notebook's sweeps (a LocalCluster per notebook; default: the "
+                            "profile's parallel.workers, 1 = in process)")
+    p_run.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
+                       help="CPU threads of each Dask worker (default: the profile's, else 1)")
+    p_run.add_argument("--scheduler", default=os.environ.get("CELLBOOK_SCHEDULER"), metavar="ADDRESS",
+                       help="run the sweeps on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (a "
+                            "`dask scheduler` + `dask worker`s, dask-jobqueue on SLURM, or dask-cuda); "
+                            "default: $CELLBOOK_SCHEDULER")
+    p_run.add_argument("--no-fetch", dest="fetch", action="store_false", help=argparse.SUPPRESS)
+    p_run.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     p_run.set_defaults(func=_cmd_run)
     p_list = sub.add_parser("list", help="list notebooks and their parameters")
     p_list.add_argument("--root", default=str(REPO_ROOT), help="repository root (default: this checkout)")

@@ -45,12 +45,16 @@ def _n_rows(X) -> int:
 
 
 def _rows(X, idx: np.ndarray) -> np.ndarray:
-    """Rows ``idx`` of X as a dense float32 array (sparse rows densified per batch)."""
+    """Rows ``idx`` of X as a dense, C-contiguous float32 array (sparse rows densified per batch).
+
+    C order always: a view with other strides (e.g. channels-last images) would take other kernels and
+    round differently, so the same data would give different numbers in another process (pickling makes
+    arrays C-contiguous)."""
     if sp.issparse(X):
-        return np.asarray(X[idx].toarray(), dtype=np.float32)
+        return np.ascontiguousarray(X[idx].toarray(), dtype=np.float32)
     if isinstance(X, torch.Tensor):
-        return X[torch.as_tensor(idx)].float().numpy()
-    return np.asarray(X[idx], dtype=np.float32)
+        return X[torch.as_tensor(idx)].float().contiguous().numpy()
+    return np.ascontiguousarray(X[idx], dtype=np.float32)
 
 
 def resident_budget_bytes(device: str) -> int:

@@ -217,10 +217,6 @@ def ssn_grid(stacks, labels, groups, ws_values=(1, 3, 5, 7, 9, 11, 13), ssn_valu
     standardised spectra; each test image scored by the mean probability over ``n_pixels`` of its
     pixels.  Returns one row per (ws, ssn, fold) with per-image ``accuracy`` and ``n_train_pixels``.
     """
-    from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     from ..splits import grouped_folds
 
     if classifier not in ("qda", "logreg"):
@@ -254,26 +250,39 @@ def ssn_grid(stacks, labels, groups, ws_values=(1, 3, 5, 7, 9, 11, 13), ssn_valu
             sel, _ = select_ssn(stacks[i], c, ws, min(kmax, ws * ws - 1), patch_radius, spatial_weight)
             feats.append(stacks[i][sel[..., 0], sel[..., 1]])        # (n_pixels, k', B)
         neigh[ws] = feats
+    from ..parallel import map_tasks
+
     folds = grouped_folds(y, groups, n_splits=n_splits, seed=seed)
-    rows = []
-    for fold, (tr, te) in enumerate(folds):
-        Xte = [stacks[i][test_px[i][:, 0], test_px[i][:, 1]] for i in te]
-        cache = {}
-        for ws in ws_values:
-            for k in ssn_values:
-                kk = min(int(k), ws * ws - 1)
-                if (ws, kk) not in cache:
-                    Xtr = np.concatenate([own[i] for i in tr] + [neigh[ws][i][:, :kk].reshape(-1, stacks.shape[-1])
-                                                               for i in tr])
-                    ytr = np.concatenate([np.full(len(own[i]), y[i]) for i in tr]
-                                         + [np.full(len(own[i]) * kk, y[i]) for i in tr])
-                    scaler = StandardScaler().fit(Xtr)
-                    clf = (QuadraticDiscriminantAnalysis(reg_param=0.01) if classifier == "qda"
-                           else LogisticRegression(max_iter=300)).fit(scaler.transform(Xtr), ytr)
-                    score = np.array([clf.predict_proba(scaler.transform(x))[:, 1].mean() for x in Xte])
-                    acc = float(np.mean((score >= 0.5).astype(int) == y[te]))
-                    cache[(ws, kk)] = (acc, len(Xtr))
-                acc, ntr = cache[(ws, kk)]
-                rows.append({"ws": ws, "ssn": k, "ssn_used": kk, "fold": fold, "accuracy": acc,
-                             "n_train_pixels": ntr})
-    return pd.DataFrame(rows)
+    test = [stacks[i][test_px[i][:, 0], test_px[i][:, 1]] for i in range(len(stacks))]
+    out = map_tasks(_ssn_fold, [dict(own=own, neigh=neigh, test=test, y=y, train_idx=tr, test_idx=te, fold=fold,
+                                     ws_values=tuple(ws_values), ssn_values=tuple(ssn_values), classifier=classifier)
+                                for fold, (tr, te) in enumerate(folds)], desc="WS x SSN folds")
+    return pd.DataFrame([row for rows in out for row in rows])
+
+
+def _ssn_fold(own, neigh, test, y, train_idx, test_idx, fold, ws_values, ssn_values, classifier) -> list[dict]:
+    """One fold of :func:`ssn_grid` (a task of :func:`cellbook.parallel.map_tasks`): every grid cell."""
+    from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    tr, te = np.asarray(train_idx), np.asarray(test_idx)
+    n_bands = own[0].shape[-1]
+    Xte = [test[i] for i in te]
+    cache, rows = {}, []
+    for ws in ws_values:
+        for k in ssn_values:
+            kk = min(int(k), ws * ws - 1)
+            if (ws, kk) not in cache:
+                Xtr = np.concatenate([own[i] for i in tr] + [neigh[ws][i][:, :kk].reshape(-1, n_bands) for i in tr])
+                ytr = np.concatenate([np.full(len(own[i]), y[i]) for i in tr]
+                                     + [np.full(len(own[i]) * kk, y[i]) for i in tr])
+                scaler = StandardScaler().fit(Xtr)
+                clf = (QuadraticDiscriminantAnalysis(reg_param=0.01) if classifier == "qda"
+                       else LogisticRegression(max_iter=300)).fit(scaler.transform(Xtr), ytr)
+                score = np.array([clf.predict_proba(scaler.transform(x))[:, 1].mean() for x in Xte])
+                acc = float(np.mean((score >= 0.5).astype(int) == y[te]))
+                cache[(ws, kk)] = (acc, len(Xtr))
+            acc, ntr = cache[(ws, kk)]
+            rows.append({"ws": ws, "ssn": k, "ssn_used": kk, "fold": fold, "accuracy": acc, "n_train_pixels": ntr})
+    return rows

@@ -1,0 +1,230 @@
+"""cellbook.parallel.map_tasks: serial and dask give the same results; failures are contained.
+
+The task functions below live in this module: pytest puts ``tests/`` on ``sys.path``, the
+LocalCluster's worker processes inherit it, and the command-line worker gets it through
+PYTHONPATH, so workers import them by reference.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cellbook import parallel
+from cellbook.parallel import TaskError, map_tasks
+
+TESTS = Path(__file__).resolve().parent
+LOCAL = dict(backend="dask", n_workers=2, threads_per_worker=1)  # the cluster the tests share
+
+
+# ----------------------------------------------------------------------------- task functions
+
+def fit_seeded(seed: int, X: np.ndarray, y: np.ndarray, C: float = 1.0) -> dict:
+    """A seeded bootstrap fit: the same seed gives the same numbers on any worker."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(X), size=len(X), replace=True)
+    model = LogisticRegression(C=C, random_state=seed, max_iter=300).fit(X[rows], y[rows])
+    torch.manual_seed(seed)
+    return {"seed": seed, "coef": model.coef_.copy(), "noise": torch.randn(3).numpy(),
+            "X_type": type(X).__name__}
+
+
+def fail_on_two(seed: int, X: np.ndarray | None = None) -> int:
+    if seed == 2:
+        raise ValueError(f"seed {seed} is cursed")
+    return seed
+
+
+def die_once(marker: str, value: int, X: np.ndarray | None = None) -> int:
+    """Kill the worker process on the first attempt (no marker yet); succeed on the second."""
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        os._exit(1)
+    return value * 10
+
+
+def die_always(value: int) -> int:
+    if value == 1:
+        os._exit(1)
+    return value
+
+
+def nested_backend(seed: int) -> tuple[str, list]:
+    """Inside a worker map_tasks runs serially, whatever it is asked."""
+    return parallel.settings(backend="dask")["backend"], map_tasks(
+        pow, [{"base": seed, "exp": 2}], backend="dask", progress=False)
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(autouse=True)
+def clean_settings(monkeypatch):
+    for var in parallel._ENV.values():
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(parallel, "_CONFIG", {})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def close_clusters():
+    yield
+    parallel.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 100))  # 1.2 MB: big enough to be scattered once, not per task
+    y = (X[:, 0] + 0.5 * rng.normal(size=len(X)) > 0).astype(int)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def fit_tasks(data):
+    X, y = data
+    return [{"seed": s, "X": X, "y": y, "C": 0.5} for s in (5, 3, 8, 1)]
+
+
+def _same(a: list[dict], b: list[dict]) -> None:
+    assert [r["seed"] for r in a] == [r["seed"] for r in b]
+    for ra, rb in zip(a, b):
+        np.testing.assert_array_equal(ra["coef"], rb["coef"])
+        np.testing.assert_array_equal(ra["noise"], rb["noise"])
+
+
+@pytest.fixture(scope="module")
+def serial_results(fit_tasks):
+    return map_tasks(fit_seeded, fit_tasks, backend="serial", progress=False)
+
+
+# ----------------------------------------------------------------------------- settings
+
+def test_settings_resolution(monkeypatch):
+    assert parallel.settings()["backend"] == "serial"
+    monkeypatch.setenv("CELLBOOK_SCHEDULER", "tcp://10.1.2.3:8786")
+    resolved = parallel.settings()
+    assert resolved["backend"] == "dask" and resolved["scheduler"] == "tcp://10.1.2.3:8786"
+    assert parallel.settings(backend="serial")["backend"] == "serial"  # an argument wins
+    monkeypatch.delenv("CELLBOOK_SCHEDULER")
+    monkeypatch.setenv("CELLBOOK_BACKEND", "dask")
+    monkeypatch.setenv("CELLBOOK_WORKERS", "3")
+    assert parallel.settings() == {"backend": "dask", "n_workers": 3, "threads_per_worker": 1,
+                                   "scheduler": None}
+    parallel.configure(n_workers=5, threads_per_worker=2)  # configure() beats the environment
+    assert parallel.settings()["n_workers"] == 5 and parallel.settings()["threads_per_worker"] == 2
+    monkeypatch.setenv("CELLBOOK_WORKERS", "many")
+    with pytest.raises(ValueError, match="CELLBOOK_WORKERS"):
+        parallel.settings()
+    monkeypatch.delenv("CELLBOOK_WORKERS")
+    with pytest.raises(ValueError, match="unknown backend"):
+        parallel.settings(backend="spark")
+
+
+def test_short_params_and_shared_detection(data):
+    X, y = data
+    tasks = [{"seed": s, "X": X, "small": y[:10]} for s in range(3)]
+    assert set(parallel._find_shared(tasks)) == {id(X)}  # y[:10] is small and a new view each time
+    text = parallel._describe_task({"seed": np.int64(3), "X": X, "name": "a" * 200})
+    assert "seed=3" in text and "X=array((1500, 100), float64)" in text and len(text) < 150
+
+
+# ----------------------------------------------------------------------------- serial
+
+def test_serial_in_task_order_and_errors(fit_tasks):
+    assert map_tasks(pow, [{"base": 2, "exp": 3}, {"base": 3, "exp": 2}], progress=False) == [8, 9]
+    assert map_tasks(pow, [], progress=False) == []
+    tasks = [{"seed": s, "X": fit_tasks[0]["X"]} for s in range(4)]
+    with pytest.raises(TaskError) as err:
+        map_tasks(fail_on_two, tasks, progress=False)
+    message = str(err.value)
+    assert "task 2" in message and "seed=2" in message and "array((1500, 100), float64)" in message
+    assert "ValueError: seed 2 is cursed" in message
+    assert isinstance(err.value.__cause__, ValueError) and err.value.index == 2
+
+
+# ----------------------------------------------------------------------------- local cluster
+
+def test_local_cluster_matches_serial(fit_tasks, serial_results, capsys):
+    pytest.importorskip("distributed")
+    parallel.shutdown()  # so that this call starts the cluster and prints its line
+    results = map_tasks(fit_seeded, fit_tasks, desc="fits", **LOCAL)
+    _same(results, serial_results)
+    assert {r["X_type"] for r in results} == {"ndarray"}  # the scattered future arrived as X
+    assert "127.0.0.1" in capsys.readouterr().out  # the dashboard line
+    assert map_tasks(nested_backend, [{"seed": 3}], progress=False, **LOCAL) == [("serial", [9])]
+
+
+def test_local_cluster_task_error(fit_tasks):
+    pytest.importorskip("distributed")
+    tasks = [{"seed": s, "X": fit_tasks[0]["X"]} for s in range(6)]
+    with pytest.raises(TaskError) as err:
+        map_tasks(fail_on_two, tasks, progress=False, **LOCAL)
+    message = str(err.value)
+    assert "task 2" in message and "seed=2" in message and "array((1500, 100), float64)" in message
+    assert "ValueError: seed 2 is cursed" in message and isinstance(err.value.__cause__, ValueError)
+
+
+def test_killed_worker_is_retried_once(tmp_path, fit_tasks):
+    pytest.importorskip("distributed")
+    import dask
+
+    X = fit_tasks[0]["X"]  # scattered to both workers; lost when both die, then sent again
+    tasks = [{"marker": str(tmp_path / f"m{i}"), "value": i, "X": X} for i in range(4)]
+    (tmp_path / "m0").touch()
+    (tmp_path / "m3").touch()  # tasks 1 and 2 kill their workers, once each
+    # A LocalCluster forgets a worker still down after lost-worker-timeout (15 s; under load a
+    # restart can take that long): made short here, map_tasks must ask for the workers back.
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "0.1s"}):
+        assert map_tasks(die_once, tasks, progress=False, **LOCAL) == [0, 10, 20, 30]
+    with pytest.raises(TaskError, match=r"task 1 \{value=1\} failed: its worker died twice"):
+        map_tasks(die_always, [{"value": v} for v in range(3)], progress=False, **LOCAL)
+    # The nanny restarts the dead workers: the cluster still works afterwards (shared data too).
+    tasks = [{"seed": s, "X": fit_tasks[0]["X"]} for s in (0, 1)]
+    assert map_tasks(fail_on_two, tasks, progress=False, **LOCAL) == [0, 1]
+
+
+# ----------------------------------------------------------------------------- remote cluster
+
+@pytest.fixture
+def scheduler_address(tmp_path):
+    pytest.importorskip("distributed")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)}
+    file = tmp_path / "scheduler.json"
+    common = ["--no-dashboard", "--scheduler-file", str(file)]
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
+                               "--host", "127.0.0.1", "--port", "0", *common],
+                              env=env, start_new_session=True, stderr=subprocess.DEVNULL)]
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker",
+                                       "--nthreads", "1", "--host", "127.0.0.1", *common],
+                                      env=env, start_new_session=True, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 60
+        while not file.exists() or not file.read_text().strip():
+            assert time.monotonic() < deadline, "the dask scheduler did not start"
+            time.sleep(0.2)
+        yield json.loads(file.read_text())["address"]
+    finally:
+        parallel.shutdown()  # close our client before its scheduler goes away
+        for proc in reversed(procs):  # worker (and its nanny's child), then scheduler
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def test_remote_scheduler_matches_serial(scheduler_address, fit_tasks, serial_results):
+    results = map_tasks(fit_seeded, fit_tasks, scheduler=scheduler_address, progress=False)
+    _same(results, serial_results)
+    assert parallel.settings(scheduler=scheduler_address)["backend"] == "dask"

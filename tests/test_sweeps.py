@@ -1,0 +1,182 @@
+"""The book's sweeps give the same numbers on any backend: a small real sweep from each part, run in
+process and on a 2-worker Dask LocalCluster on 127.0.0.1 (and Part III also on a scheduler and a
+worker started as separate processes, joined by address)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed")
+
+import cellbook as cb  # noqa: E402
+from cellbook import parallel  # noqa: E402
+
+DASK = dict(backend="dask", n_workers=2, threads_per_worker=1)
+
+
+@pytest.fixture(autouse=True)
+def clean_settings(monkeypatch):
+    for var in parallel._ENV.values():
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(parallel, "_CONFIG", {})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def close_clusters():
+    yield
+    parallel.shutdown()
+
+
+def _both(run):
+    """``run()`` in process, then with every map_tasks call on the 2-worker LocalCluster."""
+    serial = run()
+    parallel.configure(**DASK)
+    try:
+        return serial, run()
+    finally:
+        parallel._CONFIG.clear()
+
+
+# Part I ---------------------------------------------------------------------------------------------
+def test_part1_models_on_splits_match_serial(data_root, monkeypatch, one_torch_thread):
+    monkeypatch.setenv("CELLBOOK_DATA", str(data_root))
+    raw = cb.datasets.load_scrna("vangalen2019")
+    ad = cb.datasets.bmmc(raw, n_types=5, n_cells=400, min_cells_per_gene=3, seed=0)
+    y, X, genes = ad.obs["cell_type"].astype(str).values, ad.layers["counts"], list(ad.var_names)
+    zoo = cb.comparison.model_zoo(include=["MLP", "kNN on PCA"])
+    splits = cb.splits.repeated_splits(y, seeds=[0, 1], test_size=0.3)
+    deep = dict(transform="log1p", n_genes=100, max_epochs=30, lr=2e-3, batch_size=64, patience=3, device="cpu")
+
+    def run():
+        rec, preds, _ = cb.comparison.evaluate_models(X, y, splits, zoo, gene_names=genes, progress=False, **deep)
+        return rec.drop(columns="fit_seconds"), preds
+
+    (r1, p1), (r2, p2) = _both(run)
+    assert len(r1) == 4 and set(r1["model"]) == {"MLP", "kNN on PCA"}
+    pd.testing.assert_frame_equal(r1, r2)
+    assert p1.keys() == p2.keys() and all(np.array_equal(p1[k], p2[k]) for k in p1)
+
+
+# Part II --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def stem_small(data_root):
+    from cellbook.preprocess import imaging as im, spectral as sp
+
+    stem = cb.datasets.load_images("stemcell_passage_phase", path=data_root / "stemcell_passage_phase")
+    X220, keep, _ = im.preprocess_set(stem.images)
+    labels, groups = stem.labels[keep], stem.groups[keep]
+    return sp, im.downsample(X220, (40, 56)), labels, groups
+
+
+def test_part2_ssn_grid_matches_serial(stem_small):
+    sp, Xs, labels, groups = stem_small
+    stacks = np.stack([sp.spectral_stack(x, (1.0, 2.0)) for x in Xs])
+    yb = np.where(labels == sorted(set(labels))[0], "a", "b")
+
+    def run():
+        return sp.ssn_grid(stacks, yb, groups, ws_values=(1, 3), ssn_values=(2, 4), n_pixels=8, n_splits=3, seed=0)
+
+    g1, g2 = _both(run)
+    assert len(g1) == 2 * 2 * 3
+    pd.testing.assert_frame_equal(g1, g2)
+
+
+def test_part2_image_models_match_serial(stem_small, one_torch_thread):
+    sp, Xs, labels, groups = stem_small
+    X = sp.stack_images(Xs, (1.0,))
+    folds = cb.splits.grouped_folds(labels, groups, n_splits=2, seed=0)
+    tasks = [dict(X=X, labels=labels, train=tr, test=te, model="scnn", seed=k, widths=(4, 8), epochs=2,
+                  batch_size=16, lr=2e-3, device="cpu", positive=sorted(set(labels))[0]) for k, (tr, te) in enumerate(folds)]
+
+    def run():
+        return cb.map_tasks(cb.sweeps.fit_image_model, tasks, progress=False)
+
+    a, b = _both(run)
+    for x, z in zip(a, b):
+        np.testing.assert_array_equal(x["pred"], z["pred"])
+        np.testing.assert_array_equal(x["score"], z["score"])
+
+
+# Part III -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tcga(data_root):
+    from cellbook.datasets import bulk
+
+    ad = bulk.load_bulk("tcga6", path=data_root / "tcga6_rnasum_counts")
+    return ad.X, ad.obs["cell_type"].astype(str).to_numpy()
+
+
+def _architecture_tasks(X, y):
+    cv = cb.sweeps.stratified_folds(y, 2, seed=0)
+    return [dict(X=X, train=tr, test=te, architecture=a, seed=f, n_genes=200, epochs=3, batch_size=32, lr=1e-3,
+                 optimizer="adam", device="cpu", pca_components=30 if a == "L30" else None)
+            for f, (tr, te) in enumerate(cv) for a in ("L30", "L50,G,L30")]
+
+
+def _strip(results):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in results]
+
+
+def test_part3_architecture_sweep_matches_serial(tcga, one_torch_thread):
+    tasks = _architecture_tasks(*tcga)
+    a, b = _both(lambda: cb.map_tasks(cb.sweeps.fit_autoencoder_fold, tasks, progress=False))
+    assert len(a) == 4 and "pca_mse" in a[0] and "pca_mse" not in a[1]
+    assert _strip(a) == _strip(b)
+
+
+def test_part3_classifiers_and_noise_match_serial(tcga, one_torch_thread):
+    X, y = tcga
+    common = dict(n_genes=200, counts=True, architecture="L50,G,L30", mse_weight=0.5, epochs=2, batch_size=32,
+                  lr=1e-3, optimizer="adam", device="cpu")
+    cls = [dict(X=X, y=y, split_seed=s, test_size=0.25, classifier_hidden=None, n_trees=20, **common) for s in (0, 1)]
+    cv = cb.sweeps.stratified_folds(y, 2, seed=0)
+    noise = [dict(X=X, y=y, train=tr, test=te, fold=f, seed=0, noise_sd=0.1, test_noise_sds=[0.0, 0.5],
+                  names=("den", "ctrl", "lr"), tag="t", **common) for f, (tr, te) in enumerate(cv)]
+
+    def run():
+        return (cb.map_tasks(cb.sweeps.classify_split, cls, progress=False),
+                cb.map_tasks(cb.sweeps.noise_fold, noise, progress=False))
+
+    (c1, n1), (c2, n2) = _both(run)
+    for (d1, p1, y1), (d2, p2, y2) in zip(c1, c2):
+        pd.testing.assert_frame_equal(d1, d2)
+        assert all(np.array_equal(p1[k], p2[k]) for k in p1) and np.array_equal(y1, y2)
+    assert n1 == n2
+
+
+def test_part3_sweep_on_a_scheduler_joined_by_address(tcga, tmp_path, one_torch_thread):
+    """`dask scheduler` and `dask worker` as separate processes (as on a cluster), joined by address."""
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(cb.__file__).parents[1]),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(200):
+            if sched_file.exists() and sched_file.stat().st_size:
+                break
+            time.sleep(0.1)
+        import json
+
+        address = json.loads(sched_file.read_text())["address"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
+                                       "--nthreads", "1", "--no-dashboard"],
+                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        tasks = _architecture_tasks(*tcga)[:2]
+        serial = cb.map_tasks(cb.sweeps.fit_autoencoder_fold, tasks, progress=False)
+        remote = cb.map_tasks(cb.sweeps.fit_autoencoder_fold, tasks, scheduler=address, progress=False)
+        assert _strip(serial) == _strip(remote)
+    finally:
+        parallel.shutdown()
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
