@@ -21,6 +21,7 @@ deterministic).  A task whose worker dies is resubmitted once; a second death is
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import os
 import reprlib
@@ -33,6 +34,7 @@ from typing import Any
 __all__ = ["TaskError", "configure", "map_tasks", "settings", "shutdown"]
 
 SHARE_MIN_BYTES = 1_000_000  # an argument this big, shared by several tasks, is sent once
+NO_WORKER_TIMEOUT_S = 300.0  # our LocalCluster this long without a worker: an error, not a hang
 _LOST_INPUT_RESUBMITS = 3  # resubmits of a task whose scattered inputs died with a worker
 _ENV = {"backend": "CELLBOOK_BACKEND", "n_workers": "CELLBOOK_WORKERS",
         "threads_per_worker": "CELLBOOK_THREADS_PER_WORKER", "scheduler": "CELLBOOK_SCHEDULER"}
@@ -57,7 +59,7 @@ def configure(*, backend: str | None = None, n_workers: int | None = None,
               threads_per_worker: int | None = None, scheduler: str | None = None) -> dict:
     """Set process-wide defaults (``None`` leaves a setting as it was); returns :func:`settings`::
 
-        configure(backend="dask", n_workers=4)      # later map_tasks calls use a 4-worker cluster
+        configure(backend="dask", n_workers=4)      # later map_tasks calls use 4 local workers
         configure(scheduler="tcp://10.0.0.5:8786")  # ... or that running cluster
     """
     given = dict(backend=backend, n_workers=n_workers, threads_per_worker=threads_per_worker,
@@ -86,12 +88,10 @@ def settings(*, backend: str | None = None, n_workers: int | None = None,
     layers = [dict(backend=backend, n_workers=n_workers, threads_per_worker=threads_per_worker,
                    scheduler=scheduler), _CONFIG, {k: _env(k) for k in _ENV}]
     first = lambda key: next((lay[key] for lay in layers if lay.get(key) is not None), None)  # noqa: E731
-    chosen = None  # the first layer that names a backend or a scheduler decides the backend
-    for lay in layers:
-        if lay.get("backend") is not None or lay.get("scheduler") is not None:
-            chosen = lay.get("backend") or "dask"
-            break
-    chosen = str(chosen or "serial").lower()
+    # The first layer that names a backend or a scheduler decides the backend.
+    chosen = next((lay.get("backend") or "dask" for lay in layers
+                   if lay.get("backend") is not None or lay.get("scheduler") is not None), "serial")
+    chosen = str(chosen).lower()
     if chosen not in ("serial", "dask"):
         raise ValueError(f"unknown backend {chosen!r}; expected 'serial' or 'dask'")
     if chosen == "serial" or _inside_dask_worker():
@@ -123,9 +123,10 @@ def _client(conf: dict) -> tuple[Any, Any]:
 
     key = ("scheduler", conf["scheduler"]) if conf["scheduler"] else (
         "local", conf["n_workers"], conf["threads_per_worker"])
-    cached = _CLIENTS.get(key)
-    if cached is not None and cached[0].status == "running":
-        return cached
+    if key in _CLIENTS:
+        if _CLIENTS[key][0].status == "running":
+            return _CLIENTS[key]
+        _close(*_CLIENTS[key])
     if not _CLIENTS:
         atexit.register(shutdown)
     if conf["scheduler"]:
@@ -136,7 +137,10 @@ def _client(conf: dict) -> tuple[Any, Any]:
 
         # The scheduler reads this when it starts: a worker death fails its tasks at once
         # (KilledWorker), and map_tasks' own resubmission is the one retry.
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        environ = {k: v for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ") or {}).items()
+                   if k != "MALLOC_TRIM_THRESHOLD_"}      # see _keep_freed_memory
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                              "distributed.nanny.pre-spawn-environ": environ}):
             cluster = LocalCluster(n_workers=conf["n_workers"], processes=True,
                                    threads_per_worker=conf["threads_per_worker"], host="127.0.0.1")
         client = Client(cluster, set_as_default=False)
@@ -148,15 +152,49 @@ def _client(conf: dict) -> tuple[Any, Any]:
     return client, cluster
 
 
+def _close(client, cluster) -> None:
+    """Close a client and its LocalCluster (if any), and forget them."""
+    for key in [k for k, v in _CLIENTS.items() if v[0] is client]:
+        del _CLIENTS[key]
+    for closable in (client, cluster):
+        try:
+            if closable is not None:
+                closable.close()
+        except Exception:  # closing at exit: a cluster already gone is fine
+            pass
+
+
 def shutdown() -> None:
     """Close every client and local cluster this module started (also run at interpreter exit)."""
-    while _CLIENTS:
-        for closable in _CLIENTS.popitem()[1]:  # the client, then its LocalCluster (or None)
-            try:
-                if closable is not None:
-                    closable.close()
-            except Exception:  # closing at exit: a cluster already gone is fine
-                pass
+    for client, cluster in list(_CLIENTS.values()):
+        _close(client, cluster)
+
+
+class _Watch:
+    """Called while we wait on a LocalCluster started here: keeps it at its size, and raises
+    rather than wait forever once it has had no worker for ``NO_WORKER_TIMEOUT_S``.
+
+    A LocalCluster forgets a worker still down ``distributed.deploy.lost-worker-timeout`` (15 s)
+    after it died (a slow restart, or a second death while restarting): ask for it back.
+    """
+
+    def __init__(self, client, cluster):
+        self.client, self.cluster, self.no_worker_since = client, cluster, None
+
+    def __call__(self) -> None:
+        cluster = self.cluster
+        if cluster is None:  # a cluster we only joined: its owner looks after its workers
+            return
+        if len(cluster.workers) < len(cluster.worker_spec):
+            cluster.scale(len(cluster.worker_spec))
+        if cluster.scheduler_info.get("workers"):
+            self.no_worker_since = None
+        elif self.no_worker_since is None:
+            self.no_worker_since = time.monotonic()
+        elif time.monotonic() - self.no_worker_since > NO_WORKER_TIMEOUT_S:
+            _close(self.client, cluster)
+            raise RuntimeError(f"the local dask cluster had no worker for {NO_WORKER_TIMEOUT_S:.0f}"
+                               " s; it is closed (the next call starts a new one)")
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -176,19 +214,62 @@ def _describe(value: Any) -> str:
     return _short_repr.repr(value)
 
 
-def _describe_task(task: Mapping[str, Any]) -> str:
-    text = ", ".join(f"{k}={_describe(v)}" for k, v in task.items())
-    return "{" + (text if len(text) <= 400 else text[:400] + "...") + "}"
+def _task_error(index: int, task: dict, exc: BaseException, why: str = "") -> TaskError:
+    params = ", ".join(f"{k}={_describe(v)}" for k, v in task.items())
+    params = params if len(params) <= 400 else params[:400] + "..."
+    why = why or f"{type(exc).__name__}: {exc}"
+    return TaskError(f"task {index} {{{params}}} failed: {why}", index, task)
+
+
+def _thread_limits(threads: int | None):
+    """BLAS and OpenMP pools (numpy, scikit-learn, LightGBM) held to ``threads`` while tasks run.
+
+    The same on every backend: a sum split over 1 or 2 threads can round differently in its last
+    bit, so a task must use the same number of threads in process as on a worker (whose nanny
+    also starts it with OMP_NUM_THREADS=1)."""
+    if not threads:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=int(threads))
+
+
+_MALLOC_SET = False
+
+
+def _keep_freed_memory() -> None:
+    """Undo the small malloc trim threshold that dask's nanny gives its workers.
+
+    The nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` so that they hand freed memory back
+    to the system; torch's many short-lived tensors then cost a page fault each time. Measured on this
+    project's 2-core machine: an autoencoder fit ran 1.9x slower in a worker than in process, and
+    the same in process with that variable set. Raise it once per worker (glibc's M_TRIM_THRESHOLD), and
+    the mmap threshold, which a set trim threshold freezes at 128 kB. A LocalCluster started here does not
+    set the variable at all."""
+    global _MALLOC_SET
+    if _MALLOC_SET or not sys.platform.startswith("linux") or "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        return
+    _MALLOC_SET = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 256 * 2**20)     # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 32 * 2**20)      # M_MMAP_THRESHOLD: fixed once the trim threshold is set, so raise it too
+    except (OSError, AttributeError):                         # not glibc: leave it
+        pass
 
 
 def _run_task(fn: Callable, threads: int | None, kwargs: dict) -> Any:
-    """Run one task on a worker, with torch limited to the worker's thread count."""
+    """Run one task on a worker, with torch, BLAS and OpenMP limited to the worker's thread count."""
+    _keep_freed_memory()
     if threads and "torch" not in sys.modules and importlib.util.find_spec("torch") is not None:
         import torch  # noqa: F401  (first task on this worker)
     torch = sys.modules.get("torch")
     if threads and torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    return fn(**kwargs)
+    with _thread_limits(threads):
+        return fn(**kwargs)
 
 
 def _find_shared(tasks: list[dict], min_bytes: int = SHARE_MIN_BYTES) -> dict[int, Any]:
@@ -227,73 +308,44 @@ def map_tasks(fn: Callable[..., Any], tasks: Iterable[Mapping[str, Any]], *,
                     scheduler=scheduler)
     if not tasks:
         return []
+    progress = progress and os.environ.get("CELLBOOK_PROGRESS", "1") != "0"   # off in `cellbook run`
     with tqdm(total=len(tasks), desc=desc, disable=not progress) as bar:
         if conf["backend"] == "serial":
             results = []
-            for index, task in enumerate(tasks):
-                try:
-                    results.append(fn(**task))
-                except Exception as exc:
-                    raise _task_error(index, task, exc) from exc
-                bar.update()
+            # torch's threads stay as the caller set them (a notebook's `threads` parameter)
+            with _thread_limits(conf["threads_per_worker"]):
+                for index, task in enumerate(tasks):
+                    try:
+                        results.append(fn(**task))
+                    except Exception as exc:
+                        raise _task_error(index, task, exc) from exc
+                    bar.update()
             return results
         return _map_dask(*_client(conf), fn, tasks, conf["threads_per_worker"], bar)
 
 
-def _task_error(index: int, task: dict, exc: BaseException, why: str = "") -> TaskError:
-    cause = f"{type(exc).__name__}: {exc}"
-    return TaskError(f"task {index} {_describe_task(task)} failed: {why or cause}", index, task)
-
-
-def _heal(cluster) -> None:
-    """Keep our LocalCluster at its size while waiting on it.
-
-    A LocalCluster forgets a worker that is still down ``distributed.deploy.lost-worker-timeout``
-    (15 s) after it died, e.g. one that died again while restarting: ask it for it back.
-    """
-    if cluster is not None and len(cluster.workers) < len(cluster.worker_spec):
-        cluster.scale(len(cluster.worker_spec))
-
-
-def _next_finished(finished, cluster) -> Any:
-    while not finished.has_ready():
-        _heal(cluster)
-        time.sleep(0.02)
-    return next(finished)
-
-
-def _scatter(client, cluster, value: Any) -> Any:
-    """Broadcast ``value`` to the workers; wait for one first (the scheduler gives up after 2 s)."""
-    for attempt in range(3):
-        while True:
-            _heal(cluster)
-            try:
-                client.wait_for_workers(1, timeout=1)
-                break
-            except TimeoutError:
-                pass
-        try:
-            return client.scatter([value], broadcast=True, hash=False)[0]
-        except TimeoutError:  # the workers died in between
-            if attempt == 2:
-                raise
-
-
 def _map_dask(client, cluster, fn: Callable, tasks: list[dict], threads: int | None, bar) -> list:
-    """Submit as many tasks as the cluster has threads; gather as they finish; retry worker deaths."""
+    """Submit as many tasks as the cluster has threads; collect them as they finish; resubmit a
+    task whose worker died (once), or whose scattered inputs were lost with a worker."""
     from concurrent.futures import CancelledError
 
     from distributed import as_completed
     from distributed.comm.core import CommClosedError
     from distributed.scheduler import KilledWorker
 
-    shared_values = _find_shared(tasks)
-    scattered: dict[int, Any] = {}  # id(value) -> Future of its broadcast copy
+    watch = _Watch(client, cluster)
+    shared = _find_shared(tasks)
+    scattered: dict[int, Any] = {}  # id(value) -> Future of its copy on the workers
 
-    def scatter_lost() -> None:  # (re)send shared values, e.g. after their only holder died
-        for i, value in shared_values.items():
-            if i not in scattered or scattered[i].status != "finished":
-                scattered[i] = _scatter(client, cluster, value)
+    def scatter_missing() -> None:  # first time, or after the workers holding a copy all died
+        for i, value in shared.items():
+            while i not in scattered or scattered[i].status != "finished":
+                watch()
+                try:  # the scheduler refuses a scatter with no worker (after 2 s): wait for one
+                    client.wait_for_workers(1, timeout=1)
+                    scattered[i] = client.scatter([value], broadcast=True, hash=False)[0]
+                except TimeoutError:
+                    pass
 
     def submit(index: int) -> None:
         kwargs = {k: scattered.get(id(v), v) for k, v in tasks[index].items()}
@@ -307,15 +359,18 @@ def _map_dask(client, cluster, fn: Callable, tasks: list[dict], threads: int | N
     deaths, lost_inputs = [0] * len(tasks), [0] * len(tasks)
     todo = deque(range(len(tasks)))
     running: dict[Any, int] = {}
-    finished = as_completed(loop=client.loop)  # our client is not the default one
+    finished = as_completed(loop=client.loop)  # (our client is not the default client)
     try:
-        scatter_lost()
+        scatter_missing()
         while todo or running:
             # Only as many tasks in flight as threads: the scheduler blames every task assigned
             # to a worker that dies, so tasks queued behind the culprit would lose their retry.
             while todo and len(running) < max(1, sum(client.nthreads().values())):
                 submit(todo.popleft())
-            future = _next_finished(finished, cluster)
+            while not finished.has_ready():
+                watch()
+                time.sleep(0.02)
+            future = next(finished)
             index = running.pop(future)
             try:
                 results[index] = future.result()
@@ -326,14 +381,14 @@ def _map_dask(client, cluster, fn: Callable, tasks: list[dict], threads: int | N
                         f"its worker died twice ({type(exc).__name__}: killed, crashed or out of "
                         "memory; with several threads per worker, a task running beside it may "
                         "be the cause)")) from exc
-                scatter_lost()
+                scatter_missing()
                 todo.appendleft(index)
             except CancelledError as exc:  # its scattered inputs died with a worker
                 lost_inputs[index] += 1
                 if lost_inputs[index] > _LOST_INPUT_RESUBMITS:
                     raise _task_error(index, tasks[index], exc,
                                       why="its inputs were lost with dying workers") from exc
-                scatter_lost()
+                scatter_missing()
                 todo.appendleft(index)
             except Exception as exc:
                 raise _task_error(index, tasks[index], exc) from exc
@@ -342,6 +397,6 @@ def _map_dask(client, cluster, fn: Callable, tasks: list[dict], threads: int | N
             finally:  # we hold the result: the cluster must not keep (or recompute) it
                 future.release()
     finally:
-        if running:  # an error: stop what is still queued or running
+        if running and client.status == "running":  # an error: stop what is queued or running
             client.cancel(list(running))
     return results

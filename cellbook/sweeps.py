@@ -5,9 +5,9 @@ everything it needs as arguments (its seed included) and returns plain results, 
 :func:`cellbook.parallel.map_tasks` can run a list of them in this process, on a local Dask cluster or on
 a cluster of many machines, and get the same numbers::
 
-    folds = cb.sweeps.stratified_folds(y, n_folds=3, seed=0)
-    tasks = [dict(X=X, train=tr, test=te, architecture=a, seed=0 + f, n_genes=1000, epochs=20, ...)
-             for f, (tr, te) in enumerate(folds) for a in architectures]
+    data = cb.sweeps.prepare_folds(X, cb.sweeps.stratified_folds(y, n_folds=3, seed=0), n_genes=1000)
+    tasks = [dict(X_train=Xtr, X_test=Xte, architecture=a, seed=0 + f, epochs=20, ...)
+             for f, (Xtr, Xte) in enumerate(data) for a in architectures]
     results = cb.map_tasks(cb.sweeps.fit_autoencoder_fold, tasks, desc="architectures")
 
 Part I's sweep (every model on every split) is :func:`cellbook.comparison.evaluate_models`; Part II's
@@ -70,52 +70,46 @@ def fit_image_model(X, labels, train, test, model: str, *, seed: int, device: st
 
 
 # Part III -----------------------------------------------------------------------------------------------
-_PREPARED: list = []   # the last few (X, key, result) of _prepare: tasks of one fold share its preprocessing
+def prepare_folds(X, folds, *, n_genes: int, counts: bool = True, scale01: bool = False) -> list[tuple]:
+    """Each fold's training and test matrices, preprocessed on its training samples only
+    (:func:`cellbook.preprocess.bulk.split_transform`): a list of ``(X_train, X_test)``.
 
-
-def _prepare(X, train, test, **kwargs):
-    """:func:`cellbook.preprocess.bulk.split_transform`, remembered for the last 2 (data, split, settings):
-    the tasks of one fold (every architecture, every code size) then preprocess it once per process."""
-    import hashlib
-
+    Done once per fold, before the sweep: every task of a fold then shares the same two arrays (sent
+    once to each worker by :func:`cellbook.parallel.map_tasks`)."""
     from .preprocess.bulk import split_transform
 
-    key = (hashlib.sha1(np.asarray(train).tobytes()).hexdigest(), hashlib.sha1(np.asarray(test).tobytes()).hexdigest(),
-           tuple(sorted(kwargs.items())))
-    for data, k, result in _PREPARED:
-        if data is X and k == key:        # `is`: the entry holds X, so its id cannot be reused
-            return result
-    result = split_transform(X, train, test, **kwargs)
-    _PREPARED.insert(0, (X, key, result))
-    del _PREPARED[2:]
-    return result
+    out = []
+    for train, test in folds:
+        Xtr, Xte, _ = split_transform(X, train, test, n_top_genes=n_genes, counts=counts, scale01=scale01)
+        out.append((Xtr, Xte))
+    return out
 
 
-def fit_autoencoder_fold(X, train, test, architecture: str, *, seed: int, n_genes: int, counts: bool = True,
-                         epochs: int = 20, batch_size: int = 32, lr: float = 1e-3, optimizer: str = "adam",
-                         device: str = "auto", pca_components=None) -> dict:
-    """Preprocess on the training samples, train one autoencoder, score it on the test samples.
+def fit_autoencoder_fold(X_train, X_test, architecture: str, *, seed: int, epochs: int = 20, batch_size: int = 32,
+                         lr: float = 1e-3, optimizer: str = "adam", device: str = "auto",
+                         pca_components=None) -> dict:
+    """Train one autoencoder on ``X_train`` (samples x genes, preprocessed: :func:`prepare_folds`) and score
+    it on ``X_test``.
 
     ``pca_components``: also the test MSE of PCA with that many components (``"code"``: the architecture's
     code size), capped at the number of training samples - 1.
-    Returns ``test_mse``, ``seconds`` (training), ``curve`` (``(epoch, test MSE)`` per epoch), ``gene_variance`` (mean
-    per-gene variance of the test data), ``n_genes`` (after selection) and, if asked, ``pca_mse``.
+    Returns ``test_mse``, ``seconds`` (training), ``curve`` (``(epoch, test MSE)`` per epoch),
+    ``gene_variance`` (mean per-gene variance of the test data), ``n_genes`` and, if asked, ``pca_mse``.
     """
     from . import baselines, metrics
     from .config import resolve_device
     from .train import train_autoencoder
 
-    Xtr, Xte, _ = _prepare(X, train, test, n_top_genes=n_genes, counts=counts)
     t0 = time.perf_counter()
-    model, trainer = train_autoencoder(Xtr, architecture, X_test=Xte, epochs=epochs, batch_size=batch_size, lr=lr,
-                                       optimizer=optimizer, device=resolve_device(device), seed=seed)
-    out = {"test_mse": float(np.mean(metrics.mse_per_sample(Xte, model.reconstruct(Xte)))),
+    model, trainer = train_autoencoder(X_train, architecture, X_test=X_test, epochs=epochs, batch_size=batch_size,
+                                       lr=lr, optimizer=optimizer, device=resolve_device(device), seed=seed)
+    out = {"test_mse": float(np.mean(metrics.mse_per_sample(X_test, model.reconstruct(X_test)))),
            "seconds": time.perf_counter() - t0,
            "curve": [(int(e), float(v)) for e, v in zip(trainer.history["epoch"], trainer.history["test_loss"])],
-           "gene_variance": float(Xte.var(0).mean()), "n_genes": int(Xtr.shape[1])}
+           "gene_variance": float(X_test.var(0).mean()), "n_genes": int(X_train.shape[1])}
     if pca_components is not None:
         k = code_size(architecture) if pca_components == "code" else int(pca_components)
-        out["pca_mse"] = baselines.reconstruction_mse("pca", Xtr, Xte, min(k, len(train) - 1), seed=seed)
+        out["pca_mse"] = baselines.reconstruction_mse("pca", X_train, X_test, min(k, len(X_train) - 1), seed=seed)
     return out
 
 

@@ -114,10 +114,10 @@ def tcga(data_root):
 
 
 def _architecture_tasks(X, y):
-    cv = cb.sweeps.stratified_folds(y, 2, seed=0)
-    return [dict(X=X, train=tr, test=te, architecture=a, seed=f, n_genes=200, epochs=3, batch_size=32, lr=1e-3,
+    data = cb.sweeps.prepare_folds(X, cb.sweeps.stratified_folds(y, 2, seed=0), n_genes=200)
+    return [dict(X_train=Xtr, X_test=Xte, architecture=a, seed=f, epochs=3, batch_size=32, lr=1e-3,
                  optimizer="adam", device="cpu", pca_components=30 if a == "L30" else None)
-            for f, (tr, te) in enumerate(cv) for a in ("L30", "L50,G,L30")]
+            for f, (Xtr, Xte) in enumerate(data) for a in ("L30", "L50,G,L30")]
 
 
 def _strip(results):
