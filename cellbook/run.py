@@ -304,7 +304,7 @@ def _run_record_lock(out_dir: Path):
     """One writer of ``_run.json`` at a time, across processes (``cellbook run --jobs`` runs parts at once)."""
     import fcntl
 
-    path = run_record_path(out_dir).parent / ".run.lock"
+    path = Path(out_dir) / ".run.lock"      # beside results/, whose every file is published
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)

@@ -18,6 +18,17 @@ BODY = ("import os, time\n"
         "print('backend', os.environ.get('CELLBOOK_BACKEND'), os.environ.get('CELLBOOK_WORKERS'))")
 
 
+@pytest.fixture(autouse=True)
+def sweep_env(monkeypatch):
+    """`cellbook run` tells the kernels how to run sweeps through the environment: put it back after."""
+    from cellbook import parallel
+
+    for var in parallel._ENV.values():
+        monkeypatch.setenv(var, "")        # recorded, so that monkeypatch restores the variable after
+        monkeypatch.delenv(var)
+    monkeypatch.setattr(parallel, "_CONFIG", {})
+
+
 def _repo(tmp_path):
     for name in ("partA/01_x", "partA/02_y", "partB/01_z", "summary/01_results"):
         write_notebook(tmp_path / "notebooks" / f"{name}.ipynb", [md(f"# {name}"), params(PARAMS), code(BODY)])
@@ -67,12 +78,7 @@ def _args(**kw):
     (dict(), ["part3/01"], {"backend": "serial"}),                                        # the profile: in process
     (dict(scheduler="tcp://10.1.2.3:8786"), ["part3/01"], {"backend": "dask", "scheduler": "tcp://10.1.2.3:8786"}),
 ])
-def test_sweep_settings_from_the_command_line(monkeypatch, kw, names, expect):
-    from cellbook import parallel
-
-    for var in parallel._ENV.values():
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(parallel, "_CONFIG", {})
+def test_sweep_settings_from_the_command_line(kw, names, expect):
     got = run._configure_sweeps(_args(**kw), names)
     assert {k: got[k] for k in expect} == expect
 

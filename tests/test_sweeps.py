@@ -131,7 +131,7 @@ def test_part3_architecture_sweep_matches_serial(tcga, one_torch_thread):
     assert _strip(a) == _strip(b)
 
 
-def test_part3_classifiers_and_noise_match_serial(tcga, one_torch_thread):
+def test_part3_classifiers_noise_and_unseen_classes_match_serial(tcga, one_torch_thread):
     X, y = tcga
     common = dict(n_genes=200, counts=True, architecture="L50,G,L30", mse_weight=0.5, epochs=2, batch_size=32,
                   lr=1e-3, optimizer="adam", device="cpu")
@@ -140,11 +140,16 @@ def test_part3_classifiers_and_noise_match_serial(tcga, one_torch_thread):
     noise = [dict(X=X, y=y, train=tr, test=te, fold=f, seed=0, noise_sd=0.1, test_noise_sds=[0.0, 0.5],
                   names=("den", "ctrl", "lr"), tag="t", **common) for f, (tr, te) in enumerate(cv)]
 
+    held = [dict(X=X, y=y, held_out=t, seed=0, n_genes=200, counts=True, architecture="L50,G,L30", epochs=2,
+                 batch_size=32, lr=1e-3, optimizer="adam", device="cpu") for t in sorted(set(y))[:2]]
+
     def run():
         return (cb.map_tasks(cb.sweeps.classify_split, cls, progress=False),
-                cb.map_tasks(cb.sweeps.noise_fold, noise, progress=False))
+                cb.map_tasks(cb.sweeps.noise_fold, noise, progress=False),
+                cb.map_tasks(cb.sweeps.held_out_class, held, progress=False))
 
-    (c1, n1), (c2, n2) = _both(run)
+    (c1, n1, h1), (c2, n2, h2) = _both(run)
+    assert h1 == h2 and h1[0]["tissue"] == sorted(set(y))[0]
     for (d1, p1, y1), (d2, p2, y2) in zip(c1, c2):
         pd.testing.assert_frame_equal(d1, d2)
         assert all(np.array_equal(p1[k], p2[k]) for k in p1) and np.array_equal(y1, y2)
