@@ -114,12 +114,14 @@ def fit_autoencoder_fold(X_train, X_test, architecture: str, *, seed: int, epoch
 
 
 def held_out_class(X, y, held_out: str, *, seed: int, n_genes: int, counts: bool, architecture: str, epochs: int,
-                   batch_size: int, lr: float, optimizer: str, device: str = "auto") -> dict:
+                   batch_size: int, lr: float, optimizer: str, device: str = "auto", keep: bool = False) -> dict:
     """Part III's unseen-tissue test for one class: train on every other class, then ask whether each
     held-out REP is closer to its own GEP than to every training GEP (Spearman and MSE).
 
     Returns one row: ``n_held_out``, median Spearman r and MSE of REP vs own GEP, the share closer than
     every training GEP, the median MSE to the nearest training GEP and the median MSE on the training set.
+    ``keep``: also ``rep`` (the held-out REPs), ``X_train``, ``y_train`` (preprocessed training GEPs and
+    their classes) and ``genes`` (the columns of ``X`` they hold), for the differential-expression step.
     """
     from . import metrics
     from .config import resolve_device
@@ -128,17 +130,20 @@ def held_out_class(X, y, held_out: str, *, seed: int, n_genes: int, counts: bool
 
     y = np.asarray(y)
     te, tr = np.flatnonzero(y == held_out), np.flatnonzero(y != held_out)
-    Xtr, Xte, _ = split_transform(X, tr, te, n_top_genes=n_genes, counts=counts)
+    Xtr, Xte, pre = split_transform(X, tr, te, n_top_genes=n_genes, counts=counts)
     model, _ = train_autoencoder(Xtr, architecture, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                  device=resolve_device(device), seed=seed)
     rep = model.reconstruct(Xte)
     sp_pairs = metrics.pair_vs_nearest(Xte, rep, "spearman", reference=Xtr)
     mse_pairs = metrics.pair_vs_nearest(Xte, rep, "mse", reference=Xtr)
-    return {"tissue": held_out, "n_held_out": len(te),
-            "median_spearman": float(sp_pairs["rep"].median()), "median_mse": float(mse_pairs["rep"].median()),
-            "closer_spearman": float(sp_pairs["closer"].mean()), "closer_mse": float(mse_pairs["closer"].mean()),
-            "median_nearest_train_mse": float(mse_pairs["nearest"].median()),
-            "median_mse_seen": float(np.median(metrics.mse_per_sample(Xtr, model.reconstruct(Xtr))))}
+    row = {"tissue": held_out, "n_held_out": len(te),
+           "median_spearman": float(sp_pairs["rep"].median()), "median_mse": float(mse_pairs["rep"].median()),
+           "closer_spearman": float(sp_pairs["closer"].mean()), "closer_mse": float(mse_pairs["closer"].mean()),
+           "median_nearest_train_mse": float(mse_pairs["nearest"].median()),
+           "median_mse_seen": float(np.median(metrics.mse_per_sample(Xtr, model.reconstruct(Xtr))))}
+    if keep:
+        row.update(rep=rep, X_train=Xtr, y_train=y[tr], genes=np.asarray(pre.genes_))
+    return row
 
 
 def classify_split(X, y, split_seed: int, *, test_size: float, n_genes: int, counts: bool, architecture: str,

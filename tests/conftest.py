@@ -25,3 +25,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def parallel_clean(monkeypatch):
+    """No sweep settings from the environment or configure(); whatever a test sets is put back after."""
+    from cellbook import parallel
+
+    for var in parallel._ENV.values():
+        monkeypatch.setenv(var, "")      # recorded first, so that monkeypatch restores it afterwards
+        monkeypatch.delenv(var)
+    monkeypatch.setattr(parallel, "_CONFIG", {})
+
+
+@pytest.fixture(scope="module")
+def parallel_shutdown():
+    """Close the Dask clusters a test module started."""
+    yield
+    from cellbook import parallel
+
+    parallel.shutdown()

@@ -89,3 +89,24 @@ def test_stat_tests():
 def test_shape_mismatch():
     with pytest.raises(ValueError, match="shape"):
         metrics.classification([1, 2, 3], [1, 2])
+
+
+def test_differential_expression_finds_the_planted_genes():
+    import pytest
+
+    from cellbook.metrics import differential_expression
+
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(5, 0.5, size=(30, 200)), rng.normal(5, 0.5, size=(40, 200))
+    A[:, :5] += 2.0                                   # genes g0..g4 up by 2 (log2) in A
+    B[:, 5] += 1.5                                    # g5 down in A
+    names = [f"g{i}" for i in range(200)]
+    de = differential_expression(A, B, names)
+    up = set(de.query("log2fc > 1 and p_bh <= 0.05")["gene"])
+    assert up == {f"g{i}" for i in range(5)}
+    assert de.set_index("gene").loc["g5", "log2fc"] < -1 and de.set_index("gene").loc["g5", "p_bh"] < 0.05
+    assert (de["p_bh"] >= de["p"]).all() and de["p"].is_monotonic_increasing
+    with pytest.raises(ValueError, match="same genes"):
+        differential_expression(A, B[:, :10], names)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        differential_expression(A[:1], B, names)

@@ -67,17 +67,7 @@ def nested_backend(seed: int) -> tuple[str, list]:
 
 # ----------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(autouse=True)
-def clean_settings(monkeypatch):
-    for var in parallel._ENV.values():
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(parallel, "_CONFIG", {})
-
-
-@pytest.fixture(scope="module", autouse=True)
-def close_clusters():
-    yield
-    parallel.shutdown()
+pytestmark = pytest.mark.usefixtures("parallel_clean", "parallel_shutdown")   # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

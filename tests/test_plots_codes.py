@@ -40,3 +40,20 @@ def test_component_network_draws_every_label_within_the_cap():
     texts = [t for t in fig.axes[0].texts if t.get_bbox_patch() is not None]   # term labels have a white backing
     assert len(texts) == 20 and "(20 of 49 terms labelled)" in fig.axes[0].get_title()
     plt.close(fig)
+
+
+def test_rep_vs_gep_reports_the_correlations_it_draws():
+    import pytest
+
+    rng = np.random.default_rng(0)
+    gep = rng.normal(5, 2, size=(20, 300))
+    rep = gep + rng.normal(0, 0.5, size=gep.shape)
+    fig = cplots.rep_vs_gep(gep, rep, sample=3)
+    left, right = fig.axes[0], fig.axes[1]
+    r3 = np.corrcoef(gep[3], rep[3])[0, 1]
+    assert f"r = {r3:.3f}" in left.get_title()
+    assert len(left.collections[0].get_offsets()) == 300          # every gene of that sample
+    assert f"all 20 test samples: r = {np.corrcoef(gep.ravel(), rep.ravel())[0, 1]:.3f}" in right.get_title()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="same shape"):
+        cplots.rep_vs_gep(gep, rep[:, :10])

@@ -18,15 +18,8 @@ BODY = ("import os, time\n"
         "print('backend', os.environ.get('CELLBOOK_BACKEND'), os.environ.get('CELLBOOK_WORKERS'))")
 
 
-@pytest.fixture(autouse=True)
-def sweep_env(monkeypatch):
-    """`cellbook run` tells the kernels how to run sweeps through the environment: put it back after."""
-    from cellbook import parallel
-
-    for var in parallel._ENV.values():
-        monkeypatch.setenv(var, "")        # recorded, so that monkeypatch restores the variable after
-        monkeypatch.delenv(var)
-    monkeypatch.setattr(parallel, "_CONFIG", {})
+# `cellbook run` tells the kernels how to run sweeps through the environment: put back after each test
+pytestmark = pytest.mark.usefixtures("parallel_clean")   # tests/conftest.py
 
 
 def _repo(tmp_path):

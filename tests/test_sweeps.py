@@ -21,17 +21,7 @@ from cellbook import parallel  # noqa: E402
 DASK = dict(backend="dask", n_workers=2, threads_per_worker=1)
 
 
-@pytest.fixture(autouse=True)
-def clean_settings(monkeypatch):
-    for var in parallel._ENV.values():
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(parallel, "_CONFIG", {})
-
-
-@pytest.fixture(scope="module", autouse=True)
-def close_clusters():
-    yield
-    parallel.shutdown()
+pytestmark = pytest.mark.usefixtures("parallel_clean", "parallel_shutdown")   # tests/conftest.py
 
 
 def _both(run):
