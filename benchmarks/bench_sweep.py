@@ -35,7 +35,7 @@ def main() -> None:
 
     adata = bulk.load_bulk("tcga6", path=args.data_path)
     X, y = adata.X, adata.obs["cell_type"].astype(str).to_numpy()
-    data = cb.sweeps.prepare_folds(X, cb.sweeps.stratified_folds(y, args.folds, seed=0), n_genes=args.genes)
+    data = cb.sweeps.prepare_folds(X, cb.splits.stratified_kfold(y, args.folds, seed=0), n_genes=args.genes)
     tasks = [dict(X_train=Xtr, X_test=Xte, architecture=a, seed=f, epochs=args.epochs, batch_size=32, lr=1e-3,
                   optimizer="adam", device="cpu")
              for f, (Xtr, Xte) in enumerate(data) for a in ARCHITECTURES]

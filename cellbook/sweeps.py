@@ -5,7 +5,7 @@ everything it needs as arguments (its seed included) and returns plain results, 
 :func:`cellbook.parallel.map_tasks` can run a list of them in this process, on a local Dask cluster or on
 a cluster of many machines, and get the same numbers::
 
-    data = cb.sweeps.prepare_folds(X, cb.sweeps.stratified_folds(y, n_folds=3, seed=0), n_genes=1000)
+    data = cb.sweeps.prepare_folds(X, cb.splits.stratified_kfold(y, n_folds=3, seed=0), n_genes=1000)
     tasks = [dict(X_train=Xtr, X_test=Xte, architecture=a, seed=0 + f, epochs=20, ...)
              for f, (Xtr, Xte) in enumerate(data) for a in architectures]
     results = cb.map_tasks(cb.sweeps.fit_autoencoder_fold, tasks, desc="architectures")
@@ -19,15 +19,6 @@ import time
 
 import numpy as np
 import pandas as pd
-
-
-def stratified_folds(y, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled stratified ``n_folds``-fold split of ``y``: a list of ``(train_idx, test_idx)``."""
-    from sklearn.model_selection import StratifiedKFold
-
-    y = np.asarray(y)
-    skf = StratifiedKFold(n_splits=int(n_folds), shuffle=True, random_state=int(seed))
-    return list(skf.split(np.zeros(len(y)), y))
 
 
 def code_size(architecture: str) -> int:

@@ -104,7 +104,7 @@ def tcga(data_root):
 
 
 def _architecture_tasks(X, y):
-    data = cb.sweeps.prepare_folds(X, cb.sweeps.stratified_folds(y, 2, seed=0), n_genes=200)
+    data = cb.sweeps.prepare_folds(X, cb.splits.stratified_kfold(y, 2, seed=0), n_genes=200)
     return [dict(X_train=Xtr, X_test=Xte, architecture=a, seed=f, epochs=3, batch_size=32, lr=1e-3,
                  optimizer="adam", device="cpu", pca_components=30 if a == "L30" else None)
             for f, (Xtr, Xte) in enumerate(data) for a in ("L30", "L50,G,L30")]
@@ -126,7 +126,7 @@ def test_part3_classifiers_noise_and_unseen_classes_match_serial(tcga, one_torch
     common = dict(n_genes=200, counts=True, architecture="L50,G,L30", mse_weight=0.5, epochs=2, batch_size=32,
                   lr=1e-3, optimizer="adam", device="cpu")
     cls = [dict(X=X, y=y, split_seed=s, test_size=0.25, classifier_hidden=None, n_trees=20, **common) for s in (0, 1)]
-    cv = cb.sweeps.stratified_folds(y, 2, seed=0)
+    cv = cb.splits.stratified_kfold(y, 2, seed=0)
     noise = [dict(X=X, y=y, train=tr, test=te, fold=f, seed=0, noise_sd=0.1, test_noise_sds=[0.0, 0.5],
                   names=("den", "ctrl", "lr"), tag="t", **common) for f, (tr, te) in enumerate(cv)]
 
