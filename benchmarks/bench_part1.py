@@ -58,11 +58,12 @@ def plain_loop(model, X: np.ndarray, y: np.ndarray, epochs: int, device: str, ba
     return time.perf_counter() - t0
 
 
-def trainer_fit(model, X, y, epochs, device, batch_size=128, seed=0, resident="auto") -> float:
+def trainer_fit(model, X, y, epochs, device, batch_size=128, seed=0, resident="auto", graphs=False) -> float:
     import cellbook as cb
 
     tr = cb.Trainer(model, max_epochs=epochs, batch_size=batch_size, lr=5e-4, lr_step=200, lr_gamma=0.9,
-                    val_fraction=0.0, patience=None, device=device, seed=seed, progress=False, resident=resident)
+                    val_fraction=0.0, patience=None, device=device, seed=seed, progress=False, resident=resident,
+                    graphs=graphs)
     tr.fit(X, y)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -131,6 +132,13 @@ def main(argv=None) -> int:
             loop = min(trainer_fit(make(), X, y, args.epochs, device) for _ in range(max(1, args.repeats)))
             out[name]["trainer_member_loop_cells_per_s"] = n_cells / loop
             print(f"  {name:14s} fused    {out[name]['trainer_cells_per_s']:10,.0f}   member loop {n_cells / loop:8,.0f}")
+        print("CUDA graphs (Trainer(graphs=True), batch 128): one captured step replayed per full batch")
+        for name, make in makers.items():
+            gsec = min(trainer_fit(make(), X, y, args.epochs, device, graphs=True) for _ in range(max(1, args.repeats)))
+            res = out[name]
+            res["trainer_graphs_cells_per_s"] = n_cells / gsec
+            res["ratio_graphs"] = n_cells / gsec / res["plain_cells_per_s"]
+            print(f"  {name:14s} graphs   {n_cells / gsec:10,.0f}   ratio to the plain loop {res['ratio_graphs']:.1f}x")
     print("ratio = Trainer (batch 128) cells/s divided by the plain loop's (batch 32), same process, same cells.")
     path = args.out or (cb.results.results_dir() / "_bench_part1.json")
     from pathlib import Path

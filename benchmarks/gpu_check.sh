@@ -8,13 +8,19 @@
 # 2. benchmarks/bench_part1_models.py: chapter I.3's models one by one on one split, `full` settings;
 # 3. `cellbook run PART --profile full --device cuda` for each part, each under a time limit;
 # then one table: seconds per notebook (finished or stopped at the limit), the slowest cells, cells/s.
+# bench_part1 also times the Trainer with CUDA graphs (Trainer(graphs=True)); where pytest is installed,
+# tests/test_train_graphs.py runs first (its CUDA test checks a captured fit trains like an eager one).
 #
 # On a machine lent without network (see DEVELOPERS.md), package it first and run it through the wrapper:
 #   ../shared/tools/gpu-prepare vangalen2019_bm_seqwell neurips2021_bmmc_cite_starter
 #   bash .gpu/run bash benchmarks/gpu_check.sh part1
 # Settings (environment): GPU_CHECK_OUT (where logs and JSON go; default $OUT, else benchmarks/_gpu_check),
 # GPU_CHECK_BENCH_S (default 300), GPU_CHECK_MODELS_S (default 900), GPU_CHECK_PART_S (per part, default 7200),
-# GPU_CHECK_DEVICE (default cuda), PYTHON (default python3).
+# GPU_CHECK_DEVICE (default cuda), PYTHON (default python3), GPU_CHECK_GRAPHS=1 (the parts' notebooks train with
+# CUDA graphs: CELLBOOK_CUDA_GRAPHS=1), GPU_CHECK_WORKERS=W and GPU_CHECK_THREADS=T (each notebook's sweeps, e.g. Part
+# I's splits, on W local Dask workers of T threads sharing the GPU: `cellbook run --workers W --threads-per-worker T`).
+# pytest is not on the lent machine; to run the test there, add its wheels after gpu-prepare:
+#   python3 -m pip download -q --only-binary=:all: --python-version 3.12 -d .gpu/whl pytest
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -35,12 +41,21 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $out/NAM
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || true
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
 } | tee "$out/gpu.txt"
+if $PY -c "import pytest" 2>/dev/null; then
+  step test_graphs 180 $PY -m pytest -q -p no:cacheprovider tests/test_train_graphs.py
+fi
 step bench_part1 "${GPU_CHECK_BENCH_S:-300}" $PY benchmarks/bench_part1.py --device "$DEV" --genes 0 --epochs 3 \
   --repeats 2 --out "$out/bench_part1.json"
 step bench_part1_models "${GPU_CHECK_MODELS_S:-900}" $PY benchmarks/bench_part1_models.py --profile full \
   --device "$DEV" --out "$out/bench_part1_models.json"
+scale=()
+[ -n "${GPU_CHECK_WORKERS:-}" ] && scale+=(--workers "$GPU_CHECK_WORKERS")
+[ -n "${GPU_CHECK_THREADS:-}" ] && scale+=(--threads-per-worker "$GPU_CHECK_THREADS")
+[ "${GPU_CHECK_GRAPHS:-0}" = 1 ] && export CELLBOOK_CUDA_GRAPHS=1
+echo "parts: ${parts[*]}; sweeps: ${scale[*]:-in process}; CUDA graphs in the notebooks: ${CELLBOOK_CUDA_GRAPHS:-0}" \
+  | tee -a "$out/gpu.txt"
 for part in "${parts[@]}"; do
-  step "run_$part" "${GPU_CHECK_PART_S:-7200}" $PY -m cellbook.run run "$part" --profile full --device "$DEV"
+  step "run_$part" "${GPU_CHECK_PART_S:-7200}" $PY -m cellbook.run run "$part" --profile full --device "$DEV" "${scale[@]}"
 done
 # what the runs left: the run record, executed and failed copies (per-cell seconds are in them)
 cp book/_build/results/_run.json "$out/" 2>/dev/null || true

@@ -8,6 +8,7 @@ For the paper's MLP, CNN and K = 5 CNN ensemble on all detected genes, at batch 
   Adam, no validation), the yardstick for the Trainer's own overhead;
 * ``fp32 loop``: the same without autocast (what bf16 buys);
 * ``graph loop``: the same step captured once as a CUDA graph and replayed (what launch overhead costs);
+* ``Trainer + graphs``: the Trainer's own captured step (``graphs=True``), steady state;
 * the top operators of the Trainer's fit by host and by device time (``torch.profiler``).
 
     python benchmarks/profile_step.py --device cuda
@@ -80,12 +81,12 @@ def hand_loop(model, Xd, yd, steps, device, batch=128, amp=True, graph=False, se
     return steps * batch / (time.perf_counter() - t0)
 
 
-def trainer_run(make, X, y, epochs, device):
+def trainer_run(make, X, y, epochs, device, graphs=False):
     import cellbook as cb
 
     torch.manual_seed(0)
     tr = cb.Trainer(make(), max_epochs=epochs, batch_size=128, lr=5e-4, lr_step=200, val_fraction=0.1,
-                    patience=None, device=device, seed=0, progress=False)
+                    patience=None, device=device, seed=0, progress=False, graphs=graphs)
     tr.fit(X, y)
     _sync(device)
     h = tr.history
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
               f"CNN ensemble K={args.k}": lambda: joint(lambda i: CNN1D(G, n_cls), k=args.k, seed=0)}
     out = {"device": device, "cells": int(X.shape[0]), "genes": G, "models": {}}
     print(f"{'model':20s} {'Trainer whole':>14s} {'Trainer steady':>15s} {'eager loop':>11s} {'fp32 loop':>10s} "
-          f"{'graph loop':>11s}   (cells/s, batch 128)")
+          f"{'graph loop':>11s} {'Trainer+graphs':>15s}   (cells/s, batch 128)")
     last = None
     for name, make in makers.items():
         whole, steady, last = trainer_run(make, X, y, args.epochs, device)
@@ -137,9 +138,13 @@ def main(argv=None) -> int:
                 res["graph"] = hand_loop(make(), Xd, yd, args.steps, device, graph=True)
             except Exception as err:  # noqa: BLE001 - an experiment; report and go on
                 res["graph"], res["graph_error"] = float("nan"), f"{type(err).__name__}: {str(err)[:200]}"
+            _, res["trainer_graphs_steady"], gtr = trainer_run(make, X, y, args.epochs, device, graphs=True)
+            res["trainer_graphs"] = gtr.graphs_
         out["models"][name] = res
         print(f"{name:20s} {whole:14,.0f} {steady:15,.0f} {res['eager']:11,.0f} {res.get('fp32', float('nan')):10,.0f} "
-              f"{res.get('graph', float('nan')):11,.0f}" + (f"   graph: {res['graph_error']}" if "graph_error" in res else ""),
+              f"{res.get('graph', float('nan')):11,.0f} {res.get('trainer_graphs_steady', float('nan')):15,.0f}"
+              + (f"   graph: {res['graph_error']}" if "graph_error" in res else "")
+              + (f"   Trainer graphs: {res['trainer_graphs']}" if res.get("trainer_graphs", "captured") != "captured" else ""),
               flush=True)
     # where the Trainer's time goes: 3 epochs of the CNN under the profiler
     from torch.profiler import ProfilerActivity, profile

@@ -17,6 +17,12 @@ On a GPU the training data go to the device once when they fit (``resident``): e
 shuffled batch order is copied over in one piece, batches are drawn by indexing on the device,
 losses stay there until the epoch ends, and validation runs in large batches.  The batches, their
 order and the maths are the same as on the CPU path; only where the rows are gathered changes.
+
+With ``graphs`` (or ``CELLBOOK_CUDA_GRAPHS=1``) a resident fit on CUDA also captures one whole training
+step (gather, forward, loss, backward, optimiser step) as a CUDA graph and replays it for every full batch,
+so a step costs one launch instead of hundreds.  Only steps known to be the same every time are captured:
+the built-in losses and :func:`gaussian_noise`; a custom ``loss`` or ``augment`` must say
+``graph_safe = True`` (an augmentation that draws on the host, such as random flips, must not be captured).
 """
 from __future__ import annotations
 
@@ -165,6 +171,13 @@ class Trainer:
         on CUDA when the dense data fit :func:`resident_budget_bytes`; never on the CPU.  ``True`` forces
         it (also on the CPU, where it gives the same numbers as the default path).  After ``fit``,
         ``resident_`` says which path ran.
+    graphs : bool, optional
+        Replay each full-size training batch as one captured CUDA graph (resident fits on CUDA only; a
+        shorter last batch runs eagerly).  ``None`` (default): on when ``CELLBOOK_CUDA_GRAPHS=1``.
+        ``True`` on the CPU runs the same fixed-buffer steps without capture (the same numbers as the
+        default path; the tests check this).  If capture fails, or the step is not known to be
+        graph-safe, training goes on eagerly.  After ``fit``, ``graphs_`` says what ran: ``"captured"``,
+        ``"static"`` (CPU), ``False``, or why not (``"not graph-safe: ..."``, ``"capture failed: ..."``).
     """
 
     def __init__(self, model: nn.Module, *, task: str = "classification", loss: LossFn | None = None,
@@ -174,7 +187,7 @@ class Trainer:
                  device: str = "auto", amp: bool = True, seed: int = 0, progress: bool | None = None,
                  checkpoint: str | None = None, class_weight: np.ndarray | None = None,
                  predict_batch_size: int = 1024, monitor: str = "val", label_smoothing: float = 0.0,
-                 resident: bool | str = "auto"):
+                 resident: bool | str = "auto", graphs: bool | None = None):
         if task not in ("classification", "regression", "reconstruction"):
             raise ValueError(f"unknown task {task!r}; valid: classification, regression, reconstruction")
         if optimizer not in ("adam", "adamw", "sgd"):
@@ -205,6 +218,10 @@ class Trainer:
             raise ValueError(f"resident must be 'auto', True or False, got {resident!r}")
         self.resident = resident
         self.resident_ = False
+        if graphs not in (None, True, False):
+            raise ValueError(f"graphs must be None, True or False, got {graphs!r}")
+        self.graphs = graphs
+        self.graphs_ = False
         self._weight_t = None
         self.history = pd.DataFrame()
         self.fit_seconds = 0.0
@@ -365,19 +382,16 @@ class Trainer:
         cuda = self.device.startswith("cuda")
         if cuda:
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        fast = {"fused": True} if cuda else {}   # one fused kernel per optimiser step on the GPU
-        if self.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay, **fast)
-        elif self.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, **fast)
-        else:
-            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, **fast)
-        sched = (torch.optim.lr_scheduler.StepLR(opt, step_size=int(self.lr_step), gamma=self.lr_gamma)
-                 if self.lr_step else None)
         # the data: on the device once (resident), or densified per batch (default on the CPU)
         same_val = X_val is X
-        self.resident_ = self._want_resident(X, None if same_val else X_val)
+        self.resident_ = self._want_resident(X, None if same_val else X_val) or (self.graphs is True and not cuda)
+        graph_mode = self._graph_mode(cuda)
+        capture = graph_mode == "captured"
+        opt = self._optimizer(cuda, capture)
+        # the learning-rate schedule: StepLR, or (fixed-buffer steps) the same products by hand, so a captured
+        # step reads the rate from a tensor that is updated in place
+        sched = (torch.optim.lr_scheduler.StepLR(opt, step_size=int(self.lr_step), gamma=self.lr_gamma)
+                 if self.lr_step and graph_mode is None else None)
         if self.resident_:
             src = _Resident(X, Y, self.device)
             val_src = src if same_val else _Resident(X_val, Yv, self.device)
@@ -385,6 +399,9 @@ class Trainer:
             src = _HostRows(X, Y, self.device)
             val_src = src if same_val else _HostRows(X_val, Yv, self.device)
         has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
+        need_clean = self.augment is not None and Y is None and self.loss is None
+        static = (_StaticSteps(self, opt, src, need_clean, capture) if graph_mode in ("captured", "static")
+                  else None)
         rng = np.random.default_rng(self.seed)
         rows, best, best_state, stale = [], np.inf, None, 0
         t0 = time.perf_counter()
@@ -395,25 +412,27 @@ class Trainer:
             batches = [np.sort(order[start:start + self.batch_size]) for start in range(0, len(order), self.batch_size)]
             if has_bn:  # a batch of one breaks batch-norm statistics
                 batches = [b for b in batches if len(b) >= 2]
-            total, seen = 0.0, 0
-            for xb, yb, clean in src.batches(batches, need_clean=self.augment is not None and Y is None
-                                                                 and self.loss is None):
-                if self.augment is not None:
-                    xb = self.augment(xb)
-                    if clean is not None:
-                        yb = clean
-                opt.zero_grad(set_to_none=True)
-                with self._autocast():
-                    res = self._loss(xb, yb)
-                loss = res[0] if isinstance(res, tuple) else res
-                loss.backward()
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                total += loss.detach() * xb.shape[0]
-                seen += xb.shape[0]
+            if static is not None:
+                total, seen = static.epoch(batches)
+            else:
+                total, seen = 0.0, 0
+                for xb, yb, clean in src.batches(batches, need_clean=need_clean):
+                    if self.augment is not None:
+                        xb = self.augment(xb)
+                        if clean is not None:
+                            yb = clean
+                    opt.zero_grad(set_to_none=True)
+                    with self._autocast():
+                        res = self._loss(xb, yb)
+                    loss = res[0] if isinstance(res, tuple) else res
+                    loss.backward()
+                    opt.step()
+                    if sched is not None:
+                        sched.step()
+                    total += loss.detach() * xb.shape[0]
+                    seen += xb.shape[0]
             row = {"epoch": epoch, "train_loss": float(total) / max(seen, 1),
-                   "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+                   "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
             if val_idx is None or len(val_idx):
                 row.update(self._evaluate_source(val_src, val_idx))
             rows.append(row)
@@ -431,7 +450,9 @@ class Trainer:
             if self.patience is not None and (self.monitor == "train" or "val_loss" in row) \
                     and stale >= self.patience:
                 break
-        del src, val_src
+        if static is not None:
+            self.graphs_ = static.outcome()
+        del src, val_src, static
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.fit_seconds = time.perf_counter() - t0
@@ -458,6 +479,47 @@ class Trainer:
         if not getattr(self, "_fitted", False) and self.classes_ is None:
             raise NotFittedError(f"this Trainer ({type(self.model).__name__}) is not fitted yet; call "
                                  f"fit(X, y) before predict / predict_proba")
+
+    def _graph_safe(self) -> str | None:
+        """Why one training step may differ from the next in ways a captured graph would freeze (None: safe)."""
+        for what, fn in (("loss", self.loss), ("augment", self.augment)):
+            if fn is not None and not getattr(fn, "graph_safe", False):
+                return f"a custom {what} without graph_safe = True"
+        return None
+
+    def _graph_mode(self, cuda: bool):
+        """What runs the training steps: ``"captured"`` (CUDA graphs), ``"static"`` (the same fixed-buffer steps,
+        eager, on the CPU), ``None`` (the default loop).  Sets ``graphs_`` when graphs were asked for but cannot
+        run."""
+        want = self.graphs
+        if want is None:
+            want = cuda and os.environ.get("CELLBOOK_CUDA_GRAPHS", "0") == "1"
+        self.graphs_ = False
+        if not want:
+            return None
+        if not self.resident_:
+            self.graphs_ = "not resident: the data do not fit on the device"
+            return None
+        if not cuda:
+            return "static"
+        why = self._graph_safe()
+        if why:
+            self.graphs_ = f"not graph-safe: {why}"
+            return None
+        return "captured"
+
+    def _optimizer(self, cuda: bool, capture: bool):
+        """The optimiser; on CUDA one fused kernel per step, and for captured steps a device-side learning rate
+        (and step count) that a graph can read."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        fast = {"fused": True} if cuda else {}
+        lr = torch.tensor(self.lr, dtype=torch.float32, device=self.device) if capture else self.lr
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=self.weight_decay, **fast)
+        if capture:
+            fast["capturable"] = True
+        kind = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
+        return kind(params, lr=lr, weight_decay=self.weight_decay, **fast)
 
     def _want_resident(self, X, X_val=None) -> bool:
         if self.resident is False:
@@ -524,6 +586,120 @@ class Trainer:
         if self.task == "classification":
             return self.classes_[out.argmax(1)]
         return out
+
+
+class _StaticSteps:
+    """Training steps on fixed index buffers, replayed as one CUDA graph per full batch (``Trainer(graphs=...)``).
+
+    A full batch copies its row indices into a fixed buffer (device to device) and replays the captured step:
+    gather, augment, forward, loss, backward, optimiser step, and the epoch's loss sum.  The first ``warmup``
+    full batches run eagerly on a side stream (cuDNN chooses kernels, the optimiser creates its state); the next
+    is captured, then replayed.  A shorter last batch runs eagerly.  The learning rate follows ``StepLR`` by
+    hand (the same products), written in place into the optimiser's rate.  Without ``capture`` (the CPU) every
+    step runs eagerly through the same code, which gives the default loop's numbers.
+    """
+
+    def __init__(self, trainer: "Trainer", opt, src: "_Resident", need_clean: bool, capture: bool, warmup: int = 3):
+        self.tr, self.opt, self.src, self.need_clean = trainer, opt, src, need_clean
+        self.capture, self.warmup, self.full_steps = capture, int(warmup), 0
+        dev = src.device
+        self.idx = torch.zeros(trainer.batch_size, dtype=torch.long, device=dev)
+        self.total = torch.zeros((), dtype=torch.float32, device=dev)
+        self.graph, self.failed, self.replays = None, None, 0
+        self.steps, self.lr = 0, trainer.lr
+        self.side = torch.cuda.Stream(device=dev) if capture else None
+
+    def _autocast(self):
+        if self.tr.amp:   # no cast cache: a captured graph must not keep the cast weights of the capture step
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16, cache_enabled=False)
+        return torch.autocast(device_type="cpu", enabled=False)
+
+    def _body(self, idx: torch.Tensor):
+        tr = self.tr
+        xb = self.src.X.index_select(0, idx)
+        yb = xb if self.src.Y is None else self.src.Y.index_select(0, idx)
+        clean = self.src.X.index_select(0, idx) if self.need_clean else None
+        if tr.augment is not None:
+            xb = tr.augment(xb)
+            if clean is not None:
+                yb = clean
+        self.opt.zero_grad(set_to_none=True)
+        with self._autocast():
+            res = tr._loss(xb, yb)
+        loss = res[0] if isinstance(res, tuple) else res
+        loss.backward()
+        self.opt.step()
+        self.total += loss.detach() * idx.shape[0]
+
+    def _full(self, idx: torch.Tensor):
+        if self.graph is not None:
+            self.idx.copy_(idx)
+            self.graph.replay()
+            self.replays += 1
+            return
+        if self.failed is not None or self.full_steps < self.warmup:
+            cur = torch.cuda.current_stream(self.side.device)
+            self.side.wait_stream(cur)
+            with torch.cuda.stream(self.side):
+                self._body(idx)
+            cur.wait_stream(self.side)
+            self.full_steps += 1
+            return
+        self.idx.copy_(idx)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            self.opt.zero_grad(set_to_none=True)   # the gradients are then made inside the graph's memory
+            # captured on the stream the warm-up ran on (its library handles exist there already)
+            with torch.cuda.graph(graph, stream=self.side, capture_error_mode="thread_local"):
+                self._body(self.idx)
+        except Exception as err:   # e.g. an operation that syncs with the host: go on eagerly
+            import warnings
+
+            self.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            warnings.warn(f"CUDA graph capture failed ({self.failed}); training goes on without graphs",
+                          RuntimeWarning, stacklevel=4)
+            torch.cuda.synchronize()
+            self._full(idx)
+            return
+        self.graph = graph
+        graph.replay()
+        self.replays += 1
+
+    def _schedule(self):
+        self.steps += 1
+        tr = self.tr
+        if tr.lr_step and self.steps % int(tr.lr_step) == 0:
+            self.lr = self.lr * tr.lr_gamma            # StepLR's product, step by step
+            for group in self.opt.param_groups:
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(self.lr)
+                else:
+                    group["lr"] = self.lr
+
+    def epoch(self, batches) -> tuple[torch.Tensor, int]:
+        """Train on ``batches`` (index arrays); returns the summed batch losses (a device tensor) and the rows."""
+        self.total.zero_()
+        seen = 0
+        if batches:
+            flat = torch.from_numpy(np.concatenate(batches).astype(np.int64)).to(self.src.device)
+            start = 0
+            for b in batches:
+                idx = flat[start:start + len(b)]
+                start += len(b)
+                if self.capture and len(b) == self.tr.batch_size:
+                    self._full(idx)
+                else:
+                    self._body(idx)
+                self._schedule()
+                seen += len(b)
+        return self.total, seen
+
+    def outcome(self):
+        if not self.capture:
+            return "static"
+        if self.failed is not None:
+            return f"capture failed: {self.failed}"
+        return "captured" if self.graph is not None else "not captured: too few full batches"
 
 
 class _HostRows:
@@ -623,6 +799,7 @@ def classifier_ae_loss(mse_weight: float = 0.5):
         ce = nn.functional.cross_entropy(logits.float(), labels)
         return mse_weight * mse + (1 - mse_weight) * ce, logits
 
+    loss.graph_safe = True   # the same kernels every step: may be captured in a CUDA graph
     return loss
 
 
@@ -634,6 +811,7 @@ def gaussian_noise(sd: float = 0.1):
     def augment(xb):
         return xb + sd * torch.randn_like(xb)
 
+    augment.graph_safe = True   # draws on the device's generator: may be captured in a CUDA graph
     return augment
 
 

@@ -216,6 +216,22 @@ def test_gbm_early_stopping_and_refit(data):
     assert two.predict_proba(Xte).shape == (len(Xte), 2)
 
 
+def test_gbm_threads_default_to_the_budget_and_change_nothing(data):
+    import torch
+
+    Xtr, ytr, Xte, _, _ = data
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        m = B.HVGGradientBoosting(n_top_genes=60, max_iter=80, early_stopping_rounds=5).fit(Xtr, ytr)
+        assert m._params(3)["num_threads"] == 2
+    finally:
+        torch.set_num_threads(before)
+    one = B.HVGGradientBoosting(n_top_genes=60, max_iter=80, early_stopping_rounds=5, n_jobs=1).fit(Xtr, ytr)
+    assert one._params(3)["num_threads"] == 1
+    np.testing.assert_array_equal(m.predict_proba(Xte), one.predict_proba(Xte))
+
+
 def test_gbm_rejects_a_class_too_small_to_validate():
     X, y, _ = _counts(n_per=(20, 20, 1))
     with pytest.raises(ValueError, match="fewer cells than"):
@@ -287,6 +303,39 @@ def test_ovr_shim_is_one_binary_fit_per_class(data):
     assert m.decision_function(Z).shape == (len(ytr), 3)
     two = B._OvRLogisticRegression(C=0.5).fit(Z[ytr != "C"], ytr[ytr != "C"])
     assert two.coef_.shape == (1, 40) and two.decision_function(Z).ndim == 1
+    # n_jobs classes at once (threads): the same coefficients as one after another
+    par = B._OvRLogisticRegression(multi_class="ovr", C=0.5, max_iter=500, n_jobs=3).fit(Z, ytr)
+    np.testing.assert_array_equal(par.coef_, m.coef_)
+    np.testing.assert_array_equal(par.intercept_, m.intercept_)
+
+
+def test_celltypist_n_jobs_follows_the_thread_budget(data, monkeypatch):
+    import torch
+
+    Xtr, ytr, Xte, _, genes = data
+    seen = []
+    real = B._OvRLogisticRegression.fit
+
+    def spy(self, X, y, sample_weight=None):
+        seen.append(self.ovr_jobs)
+        return real(self, X, y, sample_weight)
+
+    monkeypatch.setattr(B._OvRLogisticRegression, "fit", spy)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        a = B.CellTypistClassifier().fit(Xtr, ytr, gene_names=genes)
+        torch.set_num_threads(1)
+        b = B.CellTypistClassifier().fit(Xtr, ytr, gene_names=genes)
+        c = B.CellTypistClassifier(n_jobs=3).fit(Xtr, ytr, gene_names=genes)
+    finally:
+        torch.set_num_threads(before)
+    import inspect
+
+    if "multi_class" not in inspect.signature(LogisticRegression).parameters:   # scikit-learn >= 1.8: the shim fits
+        assert seen == [2, 1, 3]
+    np.testing.assert_array_equal(a.predict_proba(Xte, gene_names=genes), b.predict_proba(Xte, gene_names=genes))
+    np.testing.assert_array_equal(c.predict_proba(Xte, gene_names=genes), b.predict_proba(Xte, gene_names=genes))
 
 
 def test_majority_voting_needs_more_than_50_cells(data):
