@@ -573,11 +573,15 @@ def celltypist_over_clustering(adata, resolution: float | None = None, seed: int
     clusters.  Returns one cluster label per cell (strings)."""
     import scanpy as sc
 
+    from .config import keep_torch_threads
+
     _celltypist()
     from celltypist.classifier import Classifier
 
     g = adata.copy()
-    with warnings.catch_warnings():                  # scanpy's notes on CellTypist's own steps (views, densifying)
+    # scanpy's neighbour graph raises torch's thread count (numba's OpenMP layer): kept, so the models trained
+    # after it in this process run as before it
+    with warnings.catch_warnings(), keep_torch_threads():   # scanpy's notes on CellTypist's steps (views, dense)
         warnings.simplefilter("ignore", UserWarning)
         g.obsm["X_pca"], g.obsp["connectivities"], g.obsp["distances"], g.uns["neighbors"] = \
             Classifier._construct_neighbor_graph(adata.copy())

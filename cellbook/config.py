@@ -7,6 +7,7 @@ parameter of that name.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from functools import lru_cache
@@ -72,6 +73,24 @@ def resolve_device(device: str = "auto") -> str:
     if device == "cpu":
         return "cpu"
     raise ValueError(f"unknown device {device!r}; valid: auto, cpu, cuda")
+
+
+@contextlib.contextmanager
+def keep_torch_threads():
+    """Restore PyTorch's CPU thread count on exit.
+
+    Some libraries change it behind one's back: scanpy's neighbour graph (numba's OpenMP layer shares
+    PyTorch's libgomp) raised it from 1 to the core count, so every model trained afterwards in the same
+    process ran with other kernels and gave other numbers than in a fresh process.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def seed_everything(seed: int = 0) -> int:

@@ -292,7 +292,10 @@ def map_tasks(fn: Callable[..., Any], tasks: Iterable[Mapping[str, Any]], *,
     """``[fn(**task) for task in tasks]``, serially or on dask workers; results in task order.
 
     ``fn`` must be a module-level (picklable) function.  Raises :class:`TaskError` naming the
-    task when one raises, or when its worker died twice.
+    task when one raises, or when its worker died twice.  In process, every task runs with the caller's
+    torch thread count, and BLAS / OpenMP held to it; on a worker, with ``threads_per_worker`` for both.  The
+    numbers are the same on both when the two counts are equal (a sum over 1 or 2 threads can round
+    differently in its last bit).
 
     >>> map_tasks(pow, [{"base": 2, "exp": 3}, {"base": 3, "exp": 2}], progress=False)
     [8, 9]
@@ -311,12 +314,19 @@ def map_tasks(fn: Callable[..., Any], tasks: Iterable[Mapping[str, Any]], *,
     progress = progress and os.environ.get("CELLBOOK_PROGRESS", "1") != "0"   # off in `cellbook run`
     with tqdm(total=len(tasks), desc=desc, disable=not progress) as bar:
         if conf["backend"] == "serial":
+            from .config import keep_torch_threads
+
             results = []
-            # torch's threads stay as the caller set them (a notebook's `threads` parameter)
-            with _thread_limits(conf["threads_per_worker"]):
+            # torch's threads stay as the caller set them (a notebook's `threads` parameter), for every task: one
+            # that changes them (e.g. through scanpy) does not change the next, as on a worker.  BLAS and OpenMP
+            # get as many: on a worker of that many threads a task then computes exactly what it computes here
+            # (a dense PCA on 1 or 2 BLAS threads changed CellTypist's over-clustering, hence its majority vote)
+            torch = sys.modules.get("torch")
+            with _thread_limits(torch.get_num_threads() if torch is not None else None):
                 for index, task in enumerate(tasks):
                     try:
-                        results.append(fn(**task))
+                        with keep_torch_threads():
+                            results.append(fn(**task))
                     except Exception as exc:
                         raise _task_error(index, task, exc) from exc
                     bar.update()

@@ -59,6 +59,23 @@ def die_always(value: int) -> int:
     return value
 
 
+def threads_then_raise(value: int) -> int:
+    """Report torch's thread count at the start of the task, then change it (as scanpy's neighbours did)."""
+    import torch
+
+    seen = torch.get_num_threads()
+    torch.set_num_threads(value)
+    return seen
+
+
+def blas_threads(seed: int) -> tuple[int, int]:
+    """(torch threads, the most threads any BLAS pool may use) inside the task."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    return torch.get_num_threads(), max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+
+
 def nested_backend(seed: int) -> tuple[str, list]:
     """Inside a worker map_tasks runs serially, whatever it is asked."""
     return parallel.settings(backend="dask")["backend"], map_tasks(
@@ -176,6 +193,32 @@ def test_serial_in_task_order_and_errors(fit_tasks):
     assert isinstance(err.value.__cause__, ValueError) and err.value.index == 2
 
 
+def test_serial_tasks_each_start_with_the_callers_torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        seen = map_tasks(threads_then_raise, [{"value": 3}, {"value": 2}, {"value": 4}], progress=False)
+        assert seen == [1, 1, 1]                 # no task sees what the one before it left behind
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_serial_tasks_hold_blas_to_the_callers_torch_threads():
+    """A worker of 1 thread runs BLAS on 1 thread; so must a serial task whose caller set torch to 1 thread
+    (CellTypist's over-clustering, a dense PCA, clustered differently on 1 and 2 BLAS threads)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert map_tasks(blas_threads, [{"seed": 0}, {"seed": 1}], progress=False) == [(1, 1), (1, 1)]
+    finally:
+        torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------- local cluster
 
 def test_local_cluster_matches_serial(fit_tasks, serial_results, capsys):
@@ -186,6 +229,8 @@ def test_local_cluster_matches_serial(fit_tasks, serial_results, capsys):
     assert {r["X_type"] for r in results} == {"ndarray"}  # the scattered future arrived as X
     assert "127.0.0.1" in capsys.readouterr().out  # the dashboard line
     assert map_tasks(nested_backend, [{"seed": 3}], progress=False, **LOCAL) == [("serial", [9])]
+    threads = LOCAL.get("threads_per_worker", 1)
+    assert map_tasks(blas_threads, [{"seed": 0}], progress=False, **LOCAL) == [(threads, threads)]
 
 
 def test_local_cluster_task_error(fit_tasks):
