@@ -40,3 +40,26 @@ def test_gpu_report_usage_error(tmp_path):
     res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), str(tmp_path / "nope")],
                          capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 2 and "usage" in res.stderr
+
+
+def _gpu_pack_drops():
+    """The wheels benchmarks/gpu_pack.sh leaves out: (for every part, for parts other than Part I)."""
+    import re
+    text = (REPO / "benchmarks" / "gpu_pack.sh").read_text()
+    always = re.search(r"^drop=\(([^)]*)\)", text, re.M).group(1).split()
+    not_part1 = re.search(r"drop\+=\(([^)]*)\)", text).group(1).split()
+    return always, not_part1
+
+
+def test_gpu_pack_leaves_out_only_packages_cellbook_imports_lazily():
+    """Every cellbook module imports without the wheels gpu_pack leaves out (they are imported where used)."""
+    always, not_part1 = _gpu_pack_drops()
+    assert {"debugpy", "jedi", "celltypist", "lightgbm", "leidenalg"} <= set(always + not_part1)
+    code = ("import importlib, pkgutil, sys, cellbook\n"
+            "for m in pkgutil.walk_packages(cellbook.__path__, 'cellbook.'):\n"
+            "    if m.name != 'cellbook.__main__': importlib.import_module(m.name)\n"
+            f"drop = {sorted(set(always + not_part1))!r}\n"
+            "print(sorted({n.split('.')[0] for n in sys.modules} & set(drop)))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout
