@@ -7,7 +7,8 @@
 #    the Trainer against a loop written like the authors' (and what data on the device / fusing buy);
 # 2. benchmarks/bench_part1_models.py: chapter I.3's models one by one on one split, `full` settings;
 # 3. `cellbook run PART --profile full --device cuda` for each part, each under a time limit;
-# then one table: seconds per notebook (finished or stopped at the limit), the slowest cells, cells/s.
+# then one table: seconds per notebook (finished or stopped at the limit), the slowest cells, cells/s, and each
+# sweep's tasks done with its pace (a stopped sweep projected to the whole).
 # bench_part1 also times the Trainer with CUDA graphs (Trainer(graphs=True)); where pytest is installed,
 # tests/test_train_graphs.py runs first (its CUDA test checks a captured fit trains like an eager one).
 #
@@ -29,8 +30,14 @@ PY=${PYTHON:-python3}
 DEV=${GPU_CHECK_DEVICE:-cuda}   # cpu: a dry run of this script on a machine without a GPU
 out=${GPU_CHECK_OUT:-${OUT:-benchmarks/_gpu_check}}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
+date -u +%Y-%m-%dT%H:%M:%S+00:00 > "$out/started.txt"   # the report reads only what ran after this
+touch "$out/.started"
 parts=("$@"); [ ${#parts[@]} -gt 0 ] || parts=(part1 part2 part3)
 export CELLBOOK_PROGRESS=0 PYTHONHASHSEED=0
+# each sweep's tasks as they finish (cellbook.map_tasks): how far a notebook stopped at its limit got
+export CELLBOOK_SWEEP_LOG="$out/sweeps.jsonl"
+rm -f "$CELLBOOK_SWEEP_LOG"
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $out/NAME.log, note the seconds
   local name=$1 limit=$2; shift 2
   local t0=$SECONDS
@@ -61,11 +68,12 @@ scale=()
 echo "parts: ${parts[*]}; sweeps: ${scale[*]:-in process}; CUDA graphs in the notebooks: ${CELLBOOK_CUDA_GRAPHS:-0}" \
   | tee -a "$out/gpu.txt"
 for part in "${parts[@]}"; do
-  step "run_$part" "${GPU_CHECK_PART_S:-7200}" $PY -m cellbook.run run "$part" --profile full --device "$DEV" "${scale[@]}"
+  step "run_${part//\//_}" "${GPU_CHECK_PART_S:-7200}" $PY -m cellbook.run run "$part" --profile full --device "$DEV" "${scale[@]}"
 done
 # what the runs left: the run record, executed and failed copies (per-cell seconds are in them)
 cp book/_build/results/_run.json "$out/" 2>/dev/null || true
-for d in executed failed; do
-  [ -d "book/_build/$d" ] && mkdir -p "$out/$d" && cp -r "book/_build/$d/." "$out/$d/" 2>/dev/null
+for d in executed failed; do   # only the copies this check wrote
+  [ -d "book/_build/$d" ] && mkdir -p "$out/$d" && (cd "book/_build/$d" && find . -name '*.ipynb' \
+    -newer "$out/.started" -exec cp --parents {} "$out/$d/" \;)
 done
 $PY benchmarks/gpu_report.py "$out" | tee "$out/summary.txt"

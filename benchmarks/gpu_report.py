@@ -3,8 +3,8 @@
     python benchmarks/gpu_report.py DIR      # DIR: what gpu_check.sh wrote (GPU_CHECK_OUT)
 
 Reads ``DIR/_run.json`` (notebooks that finished), ``DIR/executed`` and ``DIR/failed`` (papermill's
-per-cell durations; a notebook stopped at its time limit is in ``failed``), ``DIR/steps.txt`` and the
-two benchmark JSON files.  Prints plain text; changes nothing.
+per-cell durations; a notebook stopped at its time limit is in ``failed``), ``DIR/steps.txt``, the
+two benchmark JSON files and ``DIR/sweeps.jsonl`` (each sweep's tasks done, and its pace).  Prints plain text; changes nothing.
 """
 from __future__ import annotations
 
@@ -63,6 +63,9 @@ def main(argv=None) -> int:
                   f"macro-F1 {r['f1_macro']:.3f}")
     run = json.loads((d / "_run.json").read_text()) if (d / "_run.json").exists() else {}
     done = run.get("notebooks") or {}
+    if (d / "started.txt").exists():   # runs recorded before this check began (the same checkout) are not its own
+        since = (d / "started.txt").read_text().strip()
+        done = {k: v for k, v in done.items() if str(v.get("started_utc") or "") >= since}
     names = sorted({*done, *(str(p.relative_to(d / sub).with_suffix("")) for sub in ("executed", "failed")
                              if (d / sub).is_dir() for p in (d / sub).rglob("*.ipynb"))})
     if names:
@@ -82,7 +85,31 @@ def main(argv=None) -> int:
         if path.exists():
             for sec, label, first in cell_seconds(path)[:4]:
                 print(f"      {label:>9s} {sec:8.1f} s  {first}")
+    sweeps = sweep_progress(d / "sweeps.jsonl")
+    if sweeps:
+        print("\nSweeps (cellbook.map_tasks; a stopped one is projected at its pace so far):")
+        for r in sweeps:
+            pace = f"{r['seconds'] / r['done']:7.1f} s/task" if r["done"] else "      - s/task"
+            whole = ("finished" if r["done"] == r["total"] else
+                     f"all {r['total']}: about {r['seconds'] / r['done'] * r['total']:.0f} s" if r["done"] else "no task done")
+            print(f"  {str(r['notebook']):34s} {r['desc'][:28]:28s} {r['done']:4d}/{r['total']:<4d} "
+                  f"{r['seconds']:8.1f} s {pace}  {whole}")
     return 0
+
+
+def sweep_progress(path: Path) -> list[dict]:
+    """The last line of each sweep in a ``CELLBOOK_SWEEP_LOG`` file (:class:`cellbook.parallel._SweepLog`), in the
+    order the sweeps began; a line cut short by a stopped run is skipped."""
+    if not path.exists():
+        return []
+    last: dict[str, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        last[r["sweep"]] = r
+    return list(last.values())
 
 
 if __name__ == "__main__":

@@ -312,7 +312,8 @@ def map_tasks(fn: Callable[..., Any], tasks: Iterable[Mapping[str, Any]], *,
     if not tasks:
         return []
     progress = progress and os.environ.get("CELLBOOK_PROGRESS", "1") != "0"   # off in `cellbook run`
-    with tqdm(total=len(tasks), desc=desc, disable=not progress) as bar:
+    with tqdm(total=len(tasks), desc=desc, disable=not progress) as tq:
+        bar = _SweepLog(tq, desc, len(tasks))
         if conf["backend"] == "serial":
             from .config import keep_torch_threads
 
@@ -332,6 +333,37 @@ def map_tasks(fn: Callable[..., Any], tasks: Iterable[Mapping[str, Any]], *,
                     bar.update()
             return results
         return _map_dask(*_client(conf), fn, tasks, conf["threads_per_worker"], bar)
+
+
+class _SweepLog:
+    """The progress bar, and with ``CELLBOOK_SWEEP_LOG=FILE`` one JSON line per finished task appended to FILE
+    (notebook, sweep, tasks done and total, seconds since the sweep began): how far a sweep got, and its pace,
+    even when the run is stopped (``benchmarks/gpu_check.sh`` sets it; ``benchmarks/gpu_report.py`` reads it)."""
+
+    def __init__(self, bar, desc: str | None, total: int):
+        self.bar, self.desc, self.total, self.done = bar, desc or "tasks", total, 0
+        self.path = os.environ.get("CELLBOOK_SWEEP_LOG") or None
+        self.t0 = time.perf_counter()
+        self.sweep = f"{os.getpid()}-{time.time_ns()}"   # tells apart two sweeps of one name in one notebook
+        self._write()
+
+    def update(self) -> None:
+        self.bar.update()
+        self.done += 1
+        self._write()
+
+    def _write(self) -> None:
+        if not self.path:
+            return
+        import json
+
+        line = {"notebook": os.environ.get("CELLBOOK_NOTEBOOK"), "sweep": self.sweep, "desc": self.desc,
+                "done": self.done, "total": self.total, "seconds": round(time.perf_counter() - self.t0, 3)}
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
+        except OSError:   # a log, never a reason for a sweep to fail
+            pass
 
 
 def _map_dask(client, cluster, fn: Callable, tasks: list[dict], threads: int | None, bar) -> list:

@@ -63,3 +63,29 @@ def test_gpu_pack_leaves_out_only_packages_cellbook_imports_lazily():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout
+
+
+def test_gpu_report_projects_a_stopped_sweep(tmp_path):
+    log = [{"notebook": "part3/02_code_size", "sweep": "a", "desc": "code sizes x folds", "done": d, "total": 100,
+            "seconds": 12.5 * d} for d in range(9)]
+    log += [{"notebook": "part3/01_architectures", "sweep": "b", "desc": "architectures x folds", "done": d,
+             "total": 4, "seconds": 3.0 * d} for d in range(5)]
+    text = "\n".join(json.dumps(r) for r in log) + '\n{"notebook": "part3/02_code_s'   # cut short by the stop
+    (tmp_path / "sweeps.jsonl").write_text(text)
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), str(tmp_path)],
+                         capture_output=True, text=True, cwd=REPO, check=True).stdout
+    stopped = next(line for line in out.splitlines() if "code sizes x folds" in line)
+    assert "8/100" in stopped and "12.5 s/task" in stopped and "all 100: about 1250 s" in stopped
+    done = next(line for line in out.splitlines() if "architectures x folds" in line)
+    assert "4/4" in done and "finished" in done
+
+
+def test_gpu_report_leaves_out_runs_from_before_the_check(tmp_path):
+    entry = {"seconds": 5.0, "profile": "full", "device": "cuda", "gpu": "NVIDIA H100"}
+    (tmp_path / "_run.json").write_text(json.dumps({"notebooks": {
+        "part1/01_data": {**entry, "started_utc": "2026-11-01T10:00:00+00:00"},
+        "part2/01_data_preprocessing": {**entry, "started_utc": "2026-11-28T12:00:05+00:00"}}}))
+    (tmp_path / "started.txt").write_text("2026-11-28T12:00:00+00:00\n")
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), str(tmp_path)],
+                         capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert "part2/01_data_preprocessing" in out and "part1/01_data" not in out

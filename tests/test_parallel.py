@@ -296,3 +296,28 @@ def test_remote_scheduler_matches_serial(scheduler_address, fit_tasks, serial_re
     results = map_tasks(fit_seeded, fit_tasks, scheduler=scheduler_address, progress=False)
     _same(results, serial_results)
     assert parallel.settings(scheduler=scheduler_address)["backend"] == "dask"
+
+
+@pytest.mark.parametrize("where", [{}, LOCAL], ids=["serial", "local cluster"])
+def test_sweep_log_records_every_finished_task(tmp_path, monkeypatch, where):
+    """With CELLBOOK_SWEEP_LOG, each sweep appends a line when it starts and one per finished task: how far a
+    stopped run got (benchmarks/gpu_report.py projects it); a failing sweep's log stops at its last task."""
+    log = tmp_path / "sweeps.jsonl"
+    monkeypatch.setenv("CELLBOOK_SWEEP_LOG", str(log))
+    monkeypatch.setenv("CELLBOOK_NOTEBOOK", "part9/01_demo")
+    assert map_tasks(fail_on_two, [{"seed": s} for s in (0, 1, 3)], desc="seeds", **where) == [0, 1, 3]
+    with pytest.raises(TaskError):
+        map_tasks(fail_on_two, [{"seed": s} for s in (0, 2)], desc="bad", **where)
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    first = [r for r in lines if r["desc"] == "seeds"]
+    assert [r["done"] for r in first] == [0, 1, 2, 3] and {r["total"] for r in first} == {3}
+    assert {r["notebook"] for r in lines} == {"part9/01_demo"} and len({r["sweep"] for r in first}) == 1
+    assert all(a["seconds"] <= b["seconds"] for a, b in zip(first, first[1:]))
+    assert max(r["done"] for r in lines if r["desc"] == "bad") <= 1
+
+
+def test_no_sweep_log_without_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("CELLBOOK_SWEEP_LOG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert map_tasks(fail_on_two, [{"seed": 0}]) == [0]
+    assert list(tmp_path.iterdir()) == []
