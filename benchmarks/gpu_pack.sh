@@ -6,7 +6,7 @@
 #
 # ../shared/tools/gpu-prepare carries every runtime wheel the machine lacks (about 45 MiB) and the datasets it is
 # given. With Part II's images (43 MiB) or Part III's tables (45 MiB) that is more than the 64 MiB that travel. So:
-#  1. the datasets are the ones the notebooks name (registry names found in notebooks/PART/*.ipynb);
+#  1. the datasets are the folders of ../shared/data whose names the notebooks (notebooks/PART/*.ipynb) contain;
 #  2. gpu-prepare packs them;
 #  3. wheels that no notebook of these parts imports are left out (below; each is imported lazily by cellbook,
 #     and the kernel runs without debugpy and jedi);
