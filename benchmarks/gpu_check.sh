@@ -32,7 +32,6 @@ out=${GPU_CHECK_OUT:-${OUT:-benchmarks/_gpu_check}}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 date -u +%Y-%m-%dT%H:%M:%S+00:00 > "$out/started.txt"   # the report reads only what ran after this
-touch "$out/.started"
 parts=("$@"); [ ${#parts[@]} -gt 0 ] || parts=(part1 part2 part3)
 export CELLBOOK_PROGRESS=0 PYTHONHASHSEED=0
 # each sweep's tasks as they finish (cellbook.map_tasks): how far a notebook stopped at its limit got
@@ -74,6 +73,6 @@ done
 cp book/_build/results/_run.json "$out/" 2>/dev/null || true
 for d in executed failed; do   # only the copies this check wrote
   [ -d "book/_build/$d" ] && mkdir -p "$out/$d" && (cd "book/_build/$d" && find . -name '*.ipynb' \
-    -newer "$out/.started" -exec cp --parents {} "$out/$d/" \;)
+    -newer "$out/started.txt" -exec cp --parents {} "$out/$d/" \;)
 done
 $PY benchmarks/gpu_report.py "$out" | tee "$out/summary.txt"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib.util
+import json
 import os
 import reprlib
 import sys
@@ -355,8 +356,6 @@ class _SweepLog:
     def _write(self) -> None:
         if not self.path:
             return
-        import json
-
         line = {"notebook": os.environ.get("CELLBOOK_NOTEBOOK"), "sweep": self.sweep, "desc": self.desc,
                 "done": self.done, "total": self.total, "seconds": round(time.perf_counter() - self.t0, 3)}
         try:

@@ -16,15 +16,25 @@ def data_root() -> Path:
     pytest.skip("real data not available: set CELLBOOK_DATA or provide ../shared/data")
 
 
+def _torch_threads(n: int):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny models train faster on one thread, and a shared CPU makes two threads much slower."""
-    import torch
+    yield from _torch_threads(1)
 
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
+@pytest.fixture
+def caller_on_one_torch_thread():
+    """One torch thread for this test alone (a test that asserts what code does to the caller's count)."""
+    yield from _torch_threads(1)
 
 
 @pytest.fixture

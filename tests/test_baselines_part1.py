@@ -338,7 +338,7 @@ def test_celltypist_n_jobs_follows_the_thread_budget(data, monkeypatch):
     np.testing.assert_array_equal(c.predict_proba(Xte, gene_names=genes), b.predict_proba(Xte, gene_names=genes))
 
 
-def test_over_clustering_leaves_torch_threads_alone():
+def test_over_clustering_leaves_torch_threads_alone(caller_on_one_torch_thread):
     """scanpy's neighbour graph raised torch's thread count (numba's OpenMP layer): the deep models trained after
     CellTypist's majority voting in the same process then gave other numbers than in a fresh process."""
     import torch
@@ -346,14 +346,9 @@ def test_over_clustering_leaves_torch_threads_alone():
     X, y, genes = _counts(n_per=(40, 40, 40), g=120)
     q = ad.AnnData(np.log1p(X / X.sum(1, keepdims=True) * 1e4).astype(np.float32))
     q.var_names = genes
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        labels = B.celltypist_over_clustering(q, seed=0)
-        assert len(labels) == len(y)
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    labels = B.celltypist_over_clustering(q, seed=0)
+    assert len(labels) == len(y)
+    assert torch.get_num_threads() == 1
 
 
 def test_majority_voting_needs_more_than_50_cells(data):

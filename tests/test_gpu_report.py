@@ -7,6 +7,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _report(folder) -> str:
+    """What benchmarks/gpu_report.py prints for ``folder``."""
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), str(folder)],
+                          capture_output=True, text=True, cwd=REPO, check=True).stdout
+
+
 def _nb(durations):
     cells = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "profile = 'quick'"},
              {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": "profile = 'full'"}]
@@ -26,8 +32,7 @@ def test_gpu_report_reads_finished_and_stopped_notebooks(tmp_path):
     (tmp_path / "bench_part1.json").write_text(json.dumps({"cells": 3641, "genes": 17043, "epochs": 3, "cnn": {
         "plain_cells_per_s": 3000.0, "trainer_b32_cells_per_s": 8000.0, "trainer_cells_per_s": 30000.0,
         "ratio": 10.0}}))
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), str(tmp_path)],
-                         capture_output=True, text=True, cwd=REPO, check=True).stdout
+    out = _report(tmp_path)
     assert "part1/01_data" in out and "10.2 s  finished on NVIDIA H200" in out
     assert "part1/03_table1" in out and "142.0 s  STOPPED" in out
     # slowest cell first, numbered as `cellbook run` numbers cells (the injected cell is not counted)
@@ -72,8 +77,7 @@ def test_gpu_report_projects_a_stopped_sweep(tmp_path):
              "total": 4, "seconds": 3.0 * d} for d in range(5)]
     text = "\n".join(json.dumps(r) for r in log) + '\n{"notebook": "part3/02_code_s'   # cut short by the stop
     (tmp_path / "sweeps.jsonl").write_text(text)
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), str(tmp_path)],
-                         capture_output=True, text=True, cwd=REPO, check=True).stdout
+    out = _report(tmp_path)
     stopped = next(line for line in out.splitlines() if "code sizes x folds" in line)
     assert "8/100" in stopped and "12.5 s/task" in stopped and "all 100: about 1250 s" in stopped
     done = next(line for line in out.splitlines() if "architectures x folds" in line)
@@ -86,6 +90,5 @@ def test_gpu_report_leaves_out_runs_from_before_the_check(tmp_path):
         "part1/01_data": {**entry, "started_utc": "2026-11-01T10:00:00+00:00"},
         "part2/01_data_preprocessing": {**entry, "started_utc": "2026-11-28T12:00:05+00:00"}}}))
     (tmp_path / "started.txt").write_text("2026-11-28T12:00:00+00:00\n")
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), str(tmp_path)],
-                         capture_output=True, text=True, cwd=REPO, check=True).stdout
+    out = _report(tmp_path)
     assert "part2/01_data_preprocessing" in out and "part1/01_data" not in out

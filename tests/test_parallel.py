@@ -193,30 +193,18 @@ def test_serial_in_task_order_and_errors(fit_tasks):
     assert isinstance(err.value.__cause__, ValueError) and err.value.index == 2
 
 
-def test_serial_tasks_each_start_with_the_callers_torch_threads():
+def test_serial_tasks_each_start_with_the_callers_torch_threads(caller_on_one_torch_thread):
     import torch
 
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        seen = map_tasks(threads_then_raise, [{"value": 3}, {"value": 2}, {"value": 4}], progress=False)
-        assert seen == [1, 1, 1]                 # no task sees what the one before it left behind
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    seen = map_tasks(threads_then_raise, [{"value": 3}, {"value": 2}, {"value": 4}], progress=False)
+    assert seen == [1, 1, 1]                 # no task sees what the one before it left behind
+    assert torch.get_num_threads() == 1
 
 
-def test_serial_tasks_hold_blas_to_the_callers_torch_threads():
+def test_serial_tasks_hold_blas_to_the_callers_torch_threads(caller_on_one_torch_thread):
     """A worker of 1 thread runs BLAS on 1 thread; so must a serial task whose caller set torch to 1 thread
     (CellTypist's over-clustering, a dense PCA, clustered differently on 1 and 2 BLAS threads)."""
-    import torch
-
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        assert map_tasks(blas_threads, [{"seed": 0}, {"seed": 1}], progress=False) == [(1, 1), (1, 1)]
-    finally:
-        torch.set_num_threads(before)
+    assert map_tasks(blas_threads, [{"seed": 0}, {"seed": 1}], progress=False) == [(1, 1), (1, 1)]
 
 
 # ----------------------------------------------------------------------------- local cluster
