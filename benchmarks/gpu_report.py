@@ -4,7 +4,7 @@
 
 Reads ``DIR/_run.json`` (notebooks that finished), ``DIR/executed`` and ``DIR/failed`` (papermill's
 per-cell durations; a notebook stopped at its time limit is in ``failed``), ``DIR/steps.txt``, the
-two benchmark JSON files and ``DIR/sweeps.jsonl`` (each sweep's tasks done, and its pace).  Prints plain text; changes nothing.
+two benchmark JSON files and ``DIR/sweeps.jsonl`` (each sweep's tasks done, its pace, and how long it ran).  Prints plain text; changes nothing.
 """
 from __future__ import annotations
 
@@ -91,15 +91,18 @@ def main(argv=None) -> int:
         for r in sweeps:
             pace = f"{r['seconds'] / r['done']:7.1f} s/task" if r["done"] else "      - s/task"
             whole = ("finished" if r["done"] == r["total"] else
-                     f"all {r['total']}: about {r['seconds'] / r['done'] * r['total']:.0f} s" if r["done"] else "no task done")
+                     f"all {r['total']}: about {r['seconds'] / r['done'] * r['total']:.0f} s" if r["done"] else
+                     "no task finished yet")
             print(f"  {str(r['notebook']):34s} {r['desc'][:28]:28s} {r['done']:4d}/{r['total']:<4d} "
-                  f"{r['seconds']:8.1f} s {pace}  {whole}")
+                  f"{r['running']:8.1f} s {pace}  {whole}")
     return 0
 
 
 def sweep_progress(path: Path) -> list[dict]:
-    """The last line of each sweep in a ``CELLBOOK_SWEEP_LOG`` file (:class:`cellbook.parallel._SweepLog`), in the
-    order the sweeps began; a line cut short by a stopped run is skipped."""
+    """Each sweep of a ``CELLBOOK_SWEEP_LOG`` file (:class:`cellbook.parallel._SweepLog`), in the order the sweeps
+    began: its last line that counted a task (``done``, and ``seconds`` when that task finished: the pace) with
+    ``running``, the seconds of its latest line of any kind (heartbeats included: how long it ran).  A line cut
+    short by a stopped run is skipped."""
     if not path.exists():
         return []
     last: dict[str, dict] = {}
@@ -108,7 +111,8 @@ def sweep_progress(path: Path) -> list[dict]:
             r = json.loads(line)
         except json.JSONDecodeError:
             continue
-        last[r["sweep"]] = r
+        running = max(r["seconds"], last.get(r["sweep"], {}).get("running", 0.0))
+        last[r["sweep"]] = {**(last[r["sweep"]] if r.get("beat") and r["sweep"] in last else r), "running": running}
     return list(last.values())
 
 

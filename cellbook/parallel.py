@@ -27,6 +27,7 @@ import json
 import os
 import reprlib
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -313,8 +314,7 @@ def map_tasks(fn: Callable[..., Any], tasks: Iterable[Mapping[str, Any]], *,
     if not tasks:
         return []
     progress = progress and os.environ.get("CELLBOOK_PROGRESS", "1") != "0"   # off in `cellbook run`
-    with tqdm(total=len(tasks), desc=desc, disable=not progress) as tq:
-        bar = _SweepLog(tq, desc, len(tasks))
+    with tqdm(total=len(tasks), desc=desc, disable=not progress) as tq, _SweepLog(tq, desc, len(tasks)) as bar:
         if conf["backend"] == "serial":
             from .config import keep_torch_threads
 
@@ -339,30 +339,65 @@ def map_tasks(fn: Callable[..., Any], tasks: Iterable[Mapping[str, Any]], *,
 class _SweepLog:
     """The progress bar, and with ``CELLBOOK_SWEEP_LOG=FILE`` one JSON line per finished task appended to FILE
     (notebook, sweep, tasks done and total, seconds since the sweep began): how far a sweep got, and its pace,
-    even when the run is stopped (``benchmarks/gpu_check.sh`` sets it; ``benchmarks/gpu_report.py`` reads it)."""
+    even when the run is stopped (``benchmarks/gpu_check.sh`` sets it; ``benchmarks/gpu_report.py`` reads it).
+
+    While the sweep runs, a heartbeat line (``"beat": true``) is also written every
+    ``CELLBOOK_SWEEP_LOG_EVERY`` seconds (default 30; 0: none), so a run stopped before a task finished still
+    says how long its sweep had been running.  A context manager: leaving it stops the heartbeat."""
 
     def __init__(self, bar, desc: str | None, total: int):
         self.bar, self.desc, self.total, self.done = bar, desc or "tasks", total, 0
         self.path = os.environ.get("CELLBOOK_SWEEP_LOG") or None
         self.t0 = time.perf_counter()
         self.sweep = f"{os.getpid()}-{time.time_ns()}"   # tells apart two sweeps of one name in one notebook
+        self._lock, self._stop, self._beat = threading.Lock(), threading.Event(), None
         self._write()
+        every = _float_env("CELLBOOK_SWEEP_LOG_EVERY", 30.0) if self.path else 0.0
+        if self.path and every > 0:
+            self._beat = threading.Thread(target=self._heartbeat, args=(every,), name="cellbook-sweep-log",
+                                          daemon=True)
+            self._beat.start()
+
+    def __enter__(self) -> _SweepLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
 
     def update(self) -> None:
         self.bar.update()
         self.done += 1
         self._write()
 
-    def _write(self) -> None:
+    def _heartbeat(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self._write(beat=True)
+
+    def _write(self, beat: bool = False) -> None:
         if not self.path:
             return
         line = {"notebook": os.environ.get("CELLBOOK_NOTEBOOK"), "sweep": self.sweep, "desc": self.desc,
                 "done": self.done, "total": self.total, "seconds": round(time.perf_counter() - self.t0, 3)}
+        if beat:
+            line["beat"] = True
         try:
-            with open(self.path, "a", encoding="utf-8") as f:
+            with self._lock, open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
         except OSError:   # a log, never a reason for a sweep to fail
             pass
+
+
+def _float_env(name: str, default: float) -> float:
+    """A number from the environment, ``default`` when unset; a clear error when it is not a number."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
 
 
 def _map_dask(client, cluster, fn: Callable, tasks: list[dict], threads: int | None, bar) -> list:

@@ -75,11 +75,18 @@ def test_gpu_report_projects_a_stopped_sweep(tmp_path):
             "seconds": 12.5 * d} for d in range(9)]
     log += [{"notebook": "part3/01_architectures", "sweep": "b", "desc": "architectures x folds", "done": d,
              "total": 4, "seconds": 3.0 * d} for d in range(5)]
+    log.insert(5, {**log[4], "seconds": 55.0, "beat": True})   # heartbeats: how long, not the pace
+    log.append({**log[8], "seconds": 140.0, "beat": True})
+    log += [{"notebook": "part3/03_accuracy", "sweep": "c", "desc": "folds", "done": 0, "total": 10, "seconds": s,
+             **({"beat": True} if s else {})} for s in (0.0, 30.0, 60.0)]
     text = "\n".join(json.dumps(r) for r in log) + '\n{"notebook": "part3/02_code_s'   # cut short by the stop
     (tmp_path / "sweeps.jsonl").write_text(text)
     out = _report(tmp_path)
     stopped = next(line for line in out.splitlines() if "code sizes x folds" in line)
     assert "8/100" in stopped and "12.5 s/task" in stopped and "all 100: about 1250 s" in stopped
+    assert "140.0 s" in stopped
+    waiting = next(line for line in out.splitlines() if "part3/03_accuracy" in line)
+    assert "0/10" in waiting and "60.0 s" in waiting and "no task finished yet" in waiting
     done = next(line for line in out.splitlines() if "architectures x folds" in line)
     assert "4/4" in done and "finished" in done
 

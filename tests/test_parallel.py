@@ -304,6 +304,37 @@ def test_sweep_log_records_every_finished_task(tmp_path, monkeypatch, where):
     assert max(r["done"] for r in lines if r["desc"] == "bad") <= 1
 
 
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_sweep_log_heartbeat_while_a_task_runs(tmp_path, monkeypatch):
+    """A sweep stopped before its first task ends still says how long it ran: heartbeat lines carry the time
+    so far; none is written once map_tasks has returned (or raised), and a bad interval is a clear error."""
+    log = tmp_path / "sweeps.jsonl"
+    monkeypatch.setenv("CELLBOOK_SWEEP_LOG", str(log))
+    monkeypatch.setenv("CELLBOOK_SWEEP_LOG_EVERY", "0.05")
+    assert map_tasks(nap, [{"seconds": 0.4}], desc="slow") == [0.4]
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    beats = [r for r in lines if r.get("beat")]
+    assert len(beats) >= 3 and all(r["done"] == 0 for r in beats)
+    assert max(r["seconds"] for r in beats) >= 0.2
+    assert lines[0]["done"] == 0 and "beat" not in lines[0] and lines[-1]["done"] == 1
+    with pytest.raises(TaskError):
+        map_tasks(fail_on_two, [{"seed": 2}], desc="bad")
+    n = len(log.read_text().splitlines())
+    time.sleep(0.3)
+    assert len(log.read_text().splitlines()) == n   # every heartbeat stopped with its sweep
+    monkeypatch.setenv("CELLBOOK_SWEEP_LOG_EVERY", "often")
+    with pytest.raises(ValueError, match="CELLBOOK_SWEEP_LOG_EVERY='often' is not a number"):
+        map_tasks(nap, [{"seconds": 0}])
+    monkeypatch.setenv("CELLBOOK_SWEEP_LOG_EVERY", "0")
+    log.unlink()
+    map_tasks(nap, [{"seconds": 0.2}])
+    assert not any(json.loads(x).get("beat") for x in log.read_text().splitlines())
+
+
 def test_no_sweep_log_without_the_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("CELLBOOK_SWEEP_LOG", raising=False)
     monkeypatch.chdir(tmp_path)
