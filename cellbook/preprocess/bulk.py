@@ -49,25 +49,44 @@ def log2_transform(X, offset: float = 1.0, cpm: bool = True) -> np.ndarray:
     return np.log2(X + offset)
 
 
+def _sorted_and_ranks(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of ``X`` sorted, and each value's 0-based average rank within its row (tied values share the
+    mean of their positions): ``scipy.stats.rankdata(X, axis=1, method="average") - 1``, bit for bit, from the one
+    sort that also gives the sorted rows."""
+    order = np.argsort(X, axis=1)                    # any sort: ties are averaged, so their order is irrelevant
+    srt = np.take_along_axis(X, order, axis=1)
+    n = X.shape[1]
+    pos = np.broadcast_to(np.arange(n), X.shape)
+    first = np.ones(X.shape, dtype=bool)             # where a run of equal values starts ...
+    first[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    last = np.ones(X.shape, dtype=bool)              # ... and where it ends
+    last[:, :-1] = first[:, 1:]
+    start = np.maximum.accumulate(np.where(first, pos, 0), axis=1)
+    end = np.minimum.accumulate(np.where(last, pos, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty(X.shape, dtype=np.float64)
+    np.put_along_axis(ranks, order, 0.5 * (start + end), axis=1)   # exact: integers and halves
+    return srt, ranks
+
+
 def quantile_reference(X) -> np.ndarray:
     """Mean of the sorted samples: the target distribution (length n_genes)."""
     X = _dense(X)
     return np.sort(X, axis=1).mean(axis=0)
 
 
-def quantile_apply(X, reference: np.ndarray) -> np.ndarray:
+def quantile_apply(X, reference: np.ndarray, ranks: np.ndarray | None = None) -> np.ndarray:
     """Give every sample (row) the ``reference`` distribution, keeping its gene ranks.
 
     Tied values get the mean of the reference values at their positions (linear
-    interpolation at the average rank), so equal inputs stay equal.
+    interpolation at the average rank), so equal inputs stay equal.  ``ranks``: the 0-based average
+    ranks of ``X`` within rows when already known.
     """
-    from scipy.stats import rankdata
-
     X = _dense(X)
     reference = np.asarray(reference, dtype=np.float64)
     if reference.shape != (X.shape[1],):
         raise ValueError(f"reference has {reference.size} values but X has {X.shape[1]} genes")
-    ranks = rankdata(X, axis=1, method="average") - 1.0      # 0-based; ties -> average rank
+    if ranks is None:
+        ranks = _sorted_and_ranks(X)[1]
     lo = np.floor(ranks).astype(np.int64)
     hi = np.minimum(lo + 1, reference.size - 1)
     frac = ranks - lo
@@ -139,14 +158,23 @@ class BulkPreprocessor:
         return log2_transform(X, self.offset) if self.counts else _dense(X)
 
     def fit(self, X):
+        self._fit(X)
+        return self
+
+    def _fit(self, X) -> np.ndarray:
+        """Fit; return the training samples normalised (all genes), for :meth:`fit_transform`."""
         X = self._log(X)
         self.n_features_in_ = X.shape[1]
-        self.reference_ = quantile_reference(X) if self.quantile else None
-        Xq = quantile_apply(X, self.reference_) if self.quantile else X
+        if self.quantile:
+            srt, ranks = _sorted_and_ranks(X)
+            self.reference_ = srt.mean(axis=0)
+            Xq = quantile_apply(X, self.reference_, ranks=ranks)
+        else:
+            self.reference_, Xq = None, X
         self.genes_ = (top_variance_genes(Xq, self.n_top_genes) if self.n_top_genes
                        else np.arange(X.shape[1]))
         self.scaler_ = MinMaxPerGene().fit(Xq[:, self.genes_]) if self.scale01 else None
-        return self
+        return Xq
 
     def transform(self, X) -> np.ndarray:
         if not hasattr(self, "genes_"):
@@ -158,16 +186,21 @@ class BulkPreprocessor:
         X = self._log(X)
         if self.quantile:
             X = quantile_apply(X, self.reference_)
-        X = X[:, self.genes_]
+        return self._select(X)
+
+    def _select(self, Xq: np.ndarray) -> np.ndarray:
+        X = Xq[:, self.genes_]
         if self.scaler_ is not None:
             X = self.scaler_.transform(X)
         return X.astype(np.float32)
 
     def fit_transform(self, X) -> np.ndarray:
-        return self.fit(X).transform(X)
+        """``fit(X).transform(X)``, normalising ``X`` once."""
+        return self._select(self._fit(X))
 
 
 def split_transform(X, train_idx, test_idx, **kwargs):
     """Fit a :class:`BulkPreprocessor` (``kwargs``) on ``X[train_idx]``; return ``(X_train, X_test, pre)``."""
-    pre = BulkPreprocessor(**kwargs).fit(X[train_idx])
-    return pre.transform(X[train_idx]), pre.transform(X[test_idx]), pre
+    pre = BulkPreprocessor(**kwargs)
+    X_train = pre.fit_transform(X[train_idx])
+    return X_train, pre.transform(X[test_idx]), pre
