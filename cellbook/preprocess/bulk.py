@@ -95,7 +95,15 @@ def quantile_apply(X, reference: np.ndarray, ranks: np.ndarray | None = None) ->
 
 def quantile_normalize(X) -> np.ndarray:
     """Quantile normalisation across samples (rows): every sample gets the same distribution."""
-    return quantile_apply(X, quantile_reference(X))
+    return _quantile_fit(_dense(X))[1]
+
+
+def _quantile_fit(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(reference, X normalised to it)`` from one sort of ``X`` (:func:`quantile_reference`,
+    :func:`quantile_apply`)."""
+    srt, ranks = _sorted_and_ranks(X)
+    reference = srt.mean(axis=0)
+    return reference, quantile_apply(X, reference, ranks=ranks)
 
 
 def top_variance_genes(X, n: int) -> np.ndarray:
@@ -165,12 +173,7 @@ class BulkPreprocessor:
         """Fit; return the training samples normalised (all genes), for :meth:`fit_transform`."""
         X = self._log(X)
         self.n_features_in_ = X.shape[1]
-        if self.quantile:
-            srt, ranks = _sorted_and_ranks(X)
-            self.reference_ = srt.mean(axis=0)
-            Xq = quantile_apply(X, self.reference_, ranks=ranks)
-        else:
-            self.reference_, Xq = None, X
+        self.reference_, Xq = _quantile_fit(X) if self.quantile else (None, X)
         self.genes_ = (top_variance_genes(Xq, self.n_top_genes) if self.n_top_genes
                        else np.arange(X.shape[1]))
         self.scaler_ = MinMaxPerGene().fit(Xq[:, self.genes_]) if self.scale01 else None
