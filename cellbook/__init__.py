@@ -18,7 +18,7 @@ from .chapter import Chapter, open_chapter  # noqa: F401
 from .train import Trainer, count_parameters, train_autoencoder, train_classifier_autoencoder  # noqa: F401
 from . import splits  # noqa: F401,E402
 from .annotate import CellTypeClassifier, annotate  # noqa: F401,E402  (cb.annotate is the function)
-from . import comparison, parallel, sweeps  # noqa: F401,E402
+from . import claims, comparison, parallel, sweeps  # noqa: F401,E402
 from .parallel import map_tasks  # noqa: F401,E402
 
 __version__ = "0.1.0"

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from .fsutil import read_json, write_text
-from .nbtools import error_outputs, has_output_html
+from .nbtools import error_outputs, has_output_html, raw_outputs, strip_progress_bars
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_PREFIX = "notebooks/"
@@ -97,6 +97,11 @@ def chapter_problems(name: str, root: Path = REPO_ROOT) -> list[str]:
     if stamp.get("status") != "ok" or not stamp.get("run_id"):
         problems.append(f"{path} was not published by `cellbook run` (no run stamp in its metadata); "
                         f"run `cellbook run {name}`")
+    raw = raw_outputs(nb)
+    if raw:
+        problems.append(f"{path} shows readers raw output ({len(raw)}): " + "; ".join(raw[:6])
+                        + (" ..." if len(raw) > 6 else "") + "; fix it at its source and re-run "
+                        f"`cellbook run {name}`")
     if not has_output_html(nb, PROVENANCE_MARKER):
         problems.append(f"{path} has no provenance box (the last cell must be `rec.save();` and it must have "
                         f"run); run `cellbook run {name}`")
@@ -166,12 +171,14 @@ def stage(root: Path = REPO_ROOT) -> Path:
     config.setdefault("repository", {}).update(url=REPOSITORY_URL, branch=BRANCH)
     write_text(site / "_config.yml", yaml.safe_dump(config, sort_keys=False))
     shutil.copytree(root / "book", site / "book", ignore=shutil.ignore_patterns("_build", "_static"))
+    # pages include the README's set-up commands (one place for them): ``{include} ../README.md``
+    shutil.copy2(root / "README.md", site / "README.md")
     if (root / "book" / "_static").is_dir():   # Jupyter Book adds every CSS file of <site>/_static to each page
         shutil.copytree(root / "book" / "_static", site / "_static")
     for name in executed_chapters(root):
         dst = site / "notebooks" / f"{name}.ipynb"
         dst.parent.mkdir(parents=True, exist_ok=True)
-        nb = read_json(executed_path(name, root), "executed notebook")
+        nb = strip_progress_bars(read_json(executed_path(name, root), "executed notebook"))
         for cell in nb["cells"]:  # papermill's injected values: folded, one click away
             tags = cell.get("metadata", {}).get("tags", [])
             if "injected-parameters" in tags and "hide-input" not in tags:

@@ -13,7 +13,9 @@ Every notebook begins the same way, so that the page itself stays about its ques
 * ``"bulk"``: :func:`cellbook.datasets.bulk.load_bulk` of ``source`` (Part III; an AnnData).
 * a registered image dataset name, or a tuple of them: :func:`cellbook.datasets.load_images` (Part II; an
   ``ImageSet``, or a tuple of them in the same order).
-* ``None``: nothing is loaded (the summary page).
+* ``"results"``: every chapter's results JSON of this build (the summary page; ``results_path`` overrides
+  the folder).
+* ``None``: nothing is loaded.
 
 Each dataset's provenance goes to the recorder, so that the page's provenance box and the results say what
 was read (and say SYNTHETIC when a stand-in was asked for).
@@ -47,6 +49,11 @@ class Chapter:
     device: str
     data: object = None
     raw: object = None      # for data="bmmc": every cell as loaded, before the chapter's selection
+    X: object = None        # "bmmc": the raw counts (cells x genes); "bulk": the samples x genes matrix
+    y: object = None        # "bmmc" / "bulk": the labels as strings (obs "cell_type")
+    genes: list | None = None   # "bmmc" / "bulk": the gene names
+    settings: dict | None = None    # "bmmc": the deep models' training settings (comparison.deep_settings);
+    #                                 "bulk": the preprocessing's ``counts`` flag (CellNet ships log2 values)
 
     def __getitem__(self, key):
         return self.params[key]
@@ -74,6 +81,8 @@ def _load(kind, params: dict, seed: int):
     where = dict(path=params.get("data_path"), fallback=params.get("fallback", "error"), seed=seed)
     if kind is None:
         return None, [], None
+    if kind == "results":
+        return _results(params)
     if kind in ("scrna", "bmmc"):
         raw = datasets.load_scrna(params.get("source", "vangalen2019"), **where)
         if kind == "scrna":
@@ -95,6 +104,25 @@ def _load(kind, params: dict, seed: int):
     return (sets[0] if isinstance(kind, str) else sets), [s.info for s in sets], None
 
 
+def _results(params: dict):
+    """The summary page's data: every chapter's results JSON of this build (``{notebook: payload}``, the
+    summary's own left out) and its provenance (the results' combined checksum)."""
+    import hashlib
+    from pathlib import Path
+
+    from .results import load_all, results_dir
+
+    where = Path(params["results_path"]) if params.get("results_path") else results_dir()
+    results = {k: v for k, v in load_all(where).items() if not k.startswith("summary/")}
+    digest = hashlib.sha256()
+    for p in sorted(where.glob("part*/*.json")):
+        digest.update(p.read_bytes())
+    info = {"name": "results JSON of this build", "title": "the chapters' results JSON", "path": None,
+            "source": "cellbook run", "sha256": digest.hexdigest(), "real": True,
+            "note": f"{len(results)} notebook(s)"}
+    return results, [info], None
+
+
 def open_chapter(namespace: dict, data=None, *, name: str | None = None) -> Chapter:
     """Open a chapter from its notebook's globals.
 
@@ -111,10 +139,36 @@ def open_chapter(namespace: dict, data=None, *, name: str | None = None) -> Chap
     params = chapter_parameters(namespace)
     profile, device, seed = params.get("profile", "quick"), params.get("device", "auto"), params.get("seed", 0)
     _quiet_tqdm()
+    from . import plots
+
+    plots.use_page_figures()   # every figure drawn at the column's width, never shrunk by the browser
     _set_threads(params)
     seed_everything(seed)
     rec = Recorder(name, profile=profile, device=device, seed=seed, parameters=params)
     loaded, infos, raw = _load(data, params, seed)
     for info in infos:
         rec.data(info)
-    return Chapter(params=params, rec=rec, device=resolve_device(device), data=loaded, raw=raw)
+    ch = Chapter(params=params, rec=rec, device=resolve_device(device), data=loaded, raw=raw)
+    if data in ("bmmc", "bulk"):
+        _matrix(ch, data)
+    return ch
+
+
+def _matrix(ch: Chapter, kind: str) -> None:
+    """The matrix, labels and gene names a Part I ("bmmc") or Part III ("bulk") chapter works on."""
+    adata = ch.data
+    ch.y = adata.obs["cell_type"].astype(str).to_numpy()
+    ch.genes = list(adata.var_names)
+    if kind == "bmmc":
+        from .comparison import deep_settings
+
+        ch.X = adata.layers["counts"]
+        deep = ("transform", "n_genes", "epochs", "lr", "batch_size", "chunk", "patience")
+        ch.settings = deep_settings(ch.params) if all(k in ch.params for k in deep) else None
+        what = f"{adata.n_obs} cells x {adata.n_vars} genes, {len(set(ch.y))} types" + (
+            f"; deep models: {ch.settings}" if ch.settings else "")
+    else:
+        ch.X = adata.X
+        ch.settings = dict(counts=ch.params.get("source", "tcga6") != "cellnet")
+        what = f"{adata.n_obs} samples x {adata.n_vars} genes, {len(set(ch.y))} classes; device {ch.device}"
+    print(what)

@@ -10,7 +10,9 @@ Tags: ``params`` is tagged ``parameters`` (papermill); ``code(..., hide=True)`` 
 """
 from __future__ import annotations
 
+import html as html_lib
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -199,3 +201,78 @@ def has_output_html(nb: dict, marker: str) -> bool:
             if html is not None and marker in ("".join(html) if isinstance(html, list) else html):
                 return True
     return False
+
+
+# What a reader must never see in a published chapter's outputs (issue: "nothing raw reaches the reader").
+_RAW_PATTERNS = (
+    ("a Python warning", re.compile(r"\b\w*Warning:")),
+    ("a traceback", re.compile(r"Traceback \(most recent call last\)")),
+    ("nan", re.compile(r"(?<![\w.-])(nan|NaN|NAN)(?![\w-])")),
+    ("a number with more than 4 decimals", re.compile(r"(?<![\w.])\d+\.\d{5,}\b")),
+    ("a local path", re.compile(r"(/tmp/|/work/|/home/|/root/|/Users/|\.venv/|site-packages)")),
+)
+_PROGRESS = re.compile(r"(\d+%\|.*\|)|(\r)|(\d+/\d+ \[\d\d:\d\d)")
+_HIDDEN_OUTPUT_TAGS = {"remove-output", "remove-cell"}
+
+
+def is_progress_bar(text: str) -> bool:
+    """True for stderr text that is only progress bars (tqdm), which the staged book leaves out."""
+    lines = [line for line in re.split(r"[\r\n]+", text) if line.strip()]
+    return bool(lines) and all(_PROGRESS.search(line) for line in lines)
+
+
+def _output_texts(output: dict):
+    """``(kind, text)`` of what a reader sees of one output (HTML without its tags)."""
+    kind = output.get("output_type")
+    if kind == "stream":
+        yield output.get("name", "stream"), "".join(output.get("text") or "")
+        return
+    if kind == "error":
+        yield "error", f"{output.get('ename')}: {output.get('evalue')}"
+        return
+    data = output.get("data") or {}
+    for mime in ("text/markdown", "text/html", "text/latex"):
+        if mime in data:
+            text = "".join(data[mime]) if isinstance(data[mime], list) else data[mime]
+            if mime == "text/html":
+                text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.S)
+                text = html_lib.unescape(re.sub(r"<[^>]+>", " ", text))
+            yield mime, text
+            return
+    if "text/plain" in data and not any(m.startswith("image/") for m in data):
+        text = data["text/plain"]
+        yield "text/plain", "".join(text) if isinstance(text, list) else text
+
+
+def raw_outputs(nb: dict) -> list[str]:
+    """What a published chapter shows that a reader must not see: stderr text (other than progress bars),
+    a warning, a traceback, ``nan``, a number with more than 4 decimals or a local filesystem path, each
+    as ``cell N: <what>: '<context>'``. Outputs of cells tagged remove-output / remove-cell are not
+    published and are not checked."""
+    labels = cell_labels(nb)
+    problems = []
+    for i, c in enumerate(nb.get("cells", [])):
+        if c.get("cell_type") != "code" or _HIDDEN_OUTPUT_TAGS & set(_tags(c)):
+            continue
+        for o in c.get("outputs") or []:
+            for kind, text in _output_texts(o):
+                if kind == "stderr" and text.strip() and not is_progress_bar(text):
+                    problems.append(f"{labels[i]}: stderr text: {text.strip()[:80]!r}")
+                    continue
+                if kind == "stderr":
+                    continue
+                for what, rx in _RAW_PATTERNS:
+                    m = rx.search(text)
+                    if m:
+                        ctx = text[max(0, m.start() - 30):m.end() + 30].replace("\n", " ").strip()
+                        problems.append(f"{labels[i]}: {what}: {ctx!r}")
+    return problems
+
+
+def strip_progress_bars(nb: dict) -> dict:
+    """``nb`` without stderr outputs that are only progress bars (in place; returned)."""
+    for c in nb.get("cells", []):
+        if c.get("outputs"):
+            c["outputs"] = [o for o in c["outputs"] if not (o.get("output_type") == "stream"
+                            and o.get("name") == "stderr" and is_progress_bar("".join(o.get("text") or "")))]
+    return nb

@@ -36,5 +36,6 @@ def setup_cell(datasets: list[str] | tuple[str, ...] = ()) -> str:
     ]
     if datasets:
         names = ", ".join(f'"{d}"' for d in datasets)
-        lines.append(f"cb.datasets.ensure({names}, fallback=fallback, path=data_path)")
+        # the trailing ";" keeps the returned local paths out of the executed copy
+        lines.append(f"cb.datasets.ensure({names}, fallback=fallback, path=data_path);")
     return "\n".join(lines)

@@ -102,12 +102,24 @@ def fmt_p(p) -> str:
     return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
 
 
+def decimals(value, digits: int = 3) -> int:
+    """Decimal places that give ``value`` ``digits`` significant digits (0 for large values, at most 6)."""
+    v = abs(float(value))
+    if not math.isfinite(v) or v == 0:
+        return digits
+    return int(min(6, max(0, digits - 1 - math.floor(math.log10(v)))))
+
+
 def pm(mean, sd, digits: int = 3) -> str:
-    """``mean ± sd`` with :func:`fmt` (``pm(0.9123, 0.0111) -> "0.912 ± 0.0111"``): the book's one
+    """``mean ± sd``, both with the same decimals: ``digits`` significant digits of the mean
+    (``pm(0.9123, 0.0111) -> "0.912 ± 0.011"``, ``pm(0.75, 0.00527) -> "0.750 ± 0.005"``): the book's one
     mean ± SD format.  Without a spread (``sd`` None or NaN, e.g. a single run) only the mean."""
     if sd is None or (isinstance(sd, float) and math.isnan(sd)):
         return fmt(mean, digits)
-    return f"{fmt(mean, digits)} ± {fmt(sd, digits)}"
+    if mean is None or not is_number(mean) or not is_number(sd):
+        return f"{fmt(mean, digits)} ± {fmt(sd, digits)}"
+    d = decimals(mean if float(mean) != 0 else sd, digits)
+    return f"{float(mean):,.{d}f} ± {float(sd):,.{d}f}"
 
 
 def mean_sd(values, digits: int = 3) -> str:
@@ -121,14 +133,122 @@ def mean_sd(values, digits: int = 3) -> str:
 # ------------------------------------------------------------------------------------------
 # display
 
+_SECONDS_COL = re.compile(r"(\(s\)|\bseconds?\b|\bsec\b|\btime\b|\bwall\b|_s$|\bs$)", re.IGNORECASE)
+_P_COL = re.compile(r"(^p$|^p[ _(]|\bp-?value|\bp \(|[ _]p$|\bp_|\bq-?value\b|\bfdr\b|\bpadj\b|p_adj)",
+                    re.IGNORECASE)
+
+
+def _column_kind(name, values: pd.Series) -> str:
+    """How a column is shown: "int", "seconds", "p", "float", "bool" or "text"."""
+    if pd.api.types.is_bool_dtype(values):
+        return "bool"
+    if not pd.api.types.is_numeric_dtype(values):
+        return "text"
+    label = str(name)
+    if _P_COL.search(label):
+        return "p"
+    finite = values.dropna().astype(float)
+    finite = finite[np.isfinite(finite)]
+    if pd.api.types.is_integer_dtype(values) or (len(finite) and (finite == finite.round()).all()
+                                                 and not _SECONDS_COL.search(label)):
+        return "int"
+    if _SECONDS_COL.search(label):
+        return "seconds"
+    return "float"
+
+
+def _cell_text(value, kind: str, places: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "–"
+    if kind == "bool":
+        return "yes" if bool(value) else "no"
+    if kind == "p":
+        return fmt_p(value)
+    if not is_number(value):
+        return "–" if isinstance(value, numbers.Real) and not isinstance(value, bool) else str(value)
+    if kind == "int":
+        return f"{int(round(float(value))):,}"
+    return f"{float(value):,.{places}f}"
+
+
+def format_table(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """Every cell of ``df`` as the page shows it (strings): integers stay integers (``10,032``), seconds get
+    one decimal, p-values :func:`fmt_p`, other numbers ``digits`` significant digits of the column's largest
+    value with the same decimals down the column, missing values an en dash, booleans yes / no."""
+    out = {}
+    for col in df.columns:
+        values = df[col]
+        kind = _column_kind(col, values)
+        places = 1
+        if kind == "float":
+            finite = pd.to_numeric(values, errors="coerce").abs()
+            finite = finite[np.isfinite(finite)]
+            places = decimals(finite.max(), digits) if len(finite) and finite.max() > 0 else digits
+        out[col] = [_cell_text(v, kind, places) for v in values]
+    return pd.DataFrame(out, index=df.index, columns=df.columns)
+
+
+def _csv_link(df: pd.DataFrame, name: str) -> str:
+    import base64
+
+    data = base64.b64encode(df.to_csv(index=False).encode()).decode()
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "table"
+    return (f'<a class="cellbook-csv" download="{safe}.csv" href="data:text/csv;base64,{data}">'
+            f"Download this table as CSV (full precision)</a>")
+
+
+def table_html(df, *, digits: int = 3, index: bool | None = None, name: str | None = None,
+               csv: bool = True) -> str:
+    """The HTML of :func:`table` (no IPython needed)."""
+    if isinstance(df, pd.Series):
+        df = df.to_frame()
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"table: expected a DataFrame or Series, got {type(df).__name__}")
+    if index is None:
+        index = df.index.name is not None or any(n is not None for n in df.index.names) \
+            or not isinstance(df.index, pd.RangeIndex)
+    frame = df.reset_index() if index else df.reset_index(drop=True)
+    if isinstance(frame.columns, pd.MultiIndex):
+        frame.columns = [", ".join(str(c) for c in col if str(c)) for col in frame.columns]
+    shown = format_table(frame, digits)
+    head = "".join(f'<th class="{"num" if _column_kind(c, frame[c]) not in ("text", "bool") else "text"}">'
+                   f"{html.escape(str(c))}</th>" for c in frame.columns)
+    kinds = {c: _column_kind(c, frame[c]) for c in frame.columns}
+    rows = []
+    for i in range(len(shown)):
+        cells = []
+        for c in frame.columns:
+            cls = "num" if kinds[c] not in ("text", "bool") else "text"
+            cells.append(f'<td class="{cls}">{html.escape(shown[c].iat[i])}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    markup = (f'<div class="cellbook-table"><table><thead><tr>{head}</tr></thead>'
+              f'<tbody>{"".join(rows)}</tbody></table></div>')
+    if csv and name:
+        markup += _csv_link(frame, name)
+    return markup
+
+
+def table(df, *, digits: int = 3, index: bool | None = None, name: str | None = None, csv: bool = True,
+          caption: str | None = None):
+    """A table as the book shows it: every table on every page goes through here.
+
+    Numbers are right-aligned and padded, formatted by :func:`format_table` (integers as integers, seconds
+    with one decimal, p-values with :func:`fmt_p`, other numbers with ``digits`` significant digits, the
+    same decimals down a column, missing values as "–"); long text wraps; a table wider than the column
+    scrolls inside its own box. With ``name`` a link under the table downloads the full-precision values
+    as CSV. ``index``: show the index as the first column (default: when it is named or not a plain range).
+    ``caption``: a line under the table. Returns ``IPython.display.HTML``.
+    """
+    markup = table_html(df, digits=digits, index=index, name=name, csv=csv)
+    if caption:
+        markup += (f'<p class="cellbook-caption" style="font-size:0.9em;color:#555">'
+                   f"{html.escape(caption.strip())}</p>")
+    return _html(markup)
+
+
 def _table_html(table, index: bool, float_digits: int) -> str:
-    if isinstance(table, pd.Series):
-        table = table.to_frame()
-    if isinstance(table, pd.DataFrame):
-        formatters = {c: (lambda v, d=float_digits: fmt(v, d)) for c in table.columns
-                      if pd.api.types.is_float_dtype(table[c])}
-        return table.to_html(index=index, formatters=formatters, border=0, classes="dataframe cellbook-table",
-                             na_rep="–", escape=True)
+    if isinstance(table, (pd.Series, pd.DataFrame)):
+        return table_html(table, digits=float_digits, index=index, csv=False)
     if isinstance(table, str):
         return table
     if hasattr(table, "to_html"):  # a pandas Styler
@@ -231,25 +351,25 @@ def headline_table(results: dict, parts: dict | None = None, include_missing: bo
             rows.append({"part": h.get("part") or part_of(name), "notebook": name, "metric": h.get("metric"),
                          "ours": ours, "paper": paper, "ours / paper": ratio, "note": h.get("note") or "",
                          "profile": profile})
+    if include_missing:   # one frame from all rows (concatenating an all-empty frame is deprecated in pandas)
+        have, ran = {r["part"] for r in rows}, {part_of(n) for n in results}
+        rows += [{"part": p, "notebook": "", "metric": NO_HEADLINE if p in ran else NOT_RUN, "ours": None,
+                  "paper": None, "ours / paper": None, "note": "", "profile": None}
+                 for p in parts if p not in have]
     df = pd.DataFrame(rows, columns=HEADLINE_COLUMNS)
-    if include_missing:
-        have, ran = set(df["part"]), {part_of(n) for n in results}
-        missing = [{"part": p, "notebook": "", "metric": NO_HEADLINE if p in ran else NOT_RUN, "ours": None,
-                    "paper": None, "ours / paper": None, "note": "", "profile": None}
-                   for p in parts if p not in have]
-        if missing:
-            df = pd.concat([df, pd.DataFrame(missing, columns=HEADLINE_COLUMNS)], ignore_index=True)
     order = {p: i for i, p in enumerate(parts)}
     df["_o"] = df["part"].map(lambda p: order.get(p, len(order)))
     df = df.sort_values(["_o", "notebook"], kind="stable").drop(columns="_o").reset_index(drop=True)
     return df
 
 
-def headline_html(table: pd.DataFrame, link: str | None = "../{notebook}.html", digits: int = 3):
+def headline_html(table: pd.DataFrame, link: str | None = "../{notebook}.html", digits: int = 3,
+                  ratio: bool = True):
     """A compact, readable HTML table of :func:`headline_table` rows (one part, or several).
 
     Columns: metric (with the chapter it comes from, linked with ``link`` formatted with
-    ``notebook``, e.g. ``part1/03_table1``; ``None``: no link), ours, paper, ours / paper, note;
+    ``notebook``, e.g. ``part1/03_table1``; ``None``: no link), ours, paper, ours / paper (``ratio=False``:
+    left out, for metrics of different kinds where a ratio says little), note;
     the profile is added to the note when the rows come from more than one profile. Fixed
     column widths keep long notes from squeezing the numbers. Returns ``IPython.display.HTML``.
     """
@@ -257,9 +377,14 @@ def headline_html(table: pd.DataFrame, link: str | None = "../{notebook}.html", 
     if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
         raise ValueError(f"headline_html: expected headline_table() output with columns {sorted(need)}")
     mixed = table["profile"].dropna().nunique() > 1
-    head = ('<colgroup><col style="width:34%"><col style="width:13%"><col style="width:13%">'
-            '<col style="width:8%"><col style="width:32%"></colgroup>'
-            "<thead><tr><th>metric</th><th>ours</th><th>paper</th><th>ours / paper</th><th>note</th></tr></thead>")
+    if ratio:
+        head = ('<colgroup><col style="width:34%"><col style="width:13%"><col style="width:13%">'
+                '<col style="width:8%"><col style="width:32%"></colgroup>'
+                "<thead><tr><th>metric</th><th>ours</th><th>paper</th><th>ours / paper</th><th>note</th></tr></thead>")
+    else:
+        head = ('<colgroup><col style="width:36%"><col style="width:16%"><col style="width:14%">'
+                '<col style="width:34%"></colgroup>'
+                "<thead><tr><th>metric</th><th>ours</th><th>paper</th><th>note</th></tr></thead>")
     body = []
     for _, r in table.iterrows():
         nb = r["notebook"] or ""
@@ -272,11 +397,12 @@ def headline_html(table: pd.DataFrame, link: str | None = "../{notebook}.html", 
         if mixed and r["profile"]:
             note = f"[{r['profile']}] " + note
         cells = [f"{html.escape(str(r['metric']))}{where}", html.escape(fmt(r["ours"], digits)),
-                 html.escape(fmt(r["paper"], digits)), html.escape(fmt(r["ours / paper"], digits)),
-                 f"<small>{html.escape(note)}</small>"]
+                 html.escape(fmt(r["paper"], digits))]
+        cells += [html.escape(fmt(r["ours / paper"], digits))] if ratio else []
+        cells += [f"<small>{html.escape(note)}</small>"]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    markup = (f'<table class="cellbook-headlines" style="table-layout:fixed;width:100%">{head}'
-              f"<tbody>{''.join(body)}</tbody></table>")
+    markup = (f'<div class="cellbook-table"><table class="cellbook-headlines" style="table-layout:fixed;'
+              f'width:100%;min-width:36em">{head}<tbody>{"".join(body)}</tbody></table></div>')
     return _html(markup)
 
 

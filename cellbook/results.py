@@ -201,7 +201,7 @@ def provenance_html(payload: dict) -> str:
     for d in prov.get("data") or []:
         real = "real data" if d.get("real") else "SYNTHETIC stand-in"
         sha = (d.get("sha256") or "")[:16]
-        rows.append(f"{html.escape(str(d.get('name')))} ({real}; {html.escape(str(d.get('path') or d.get('source', '')))}"
+        rows.append(f"{html.escape(str(d.get('name')))} ({real}; {html.escape(str(d.get('source') or ''))}"
                     f"{'; sha256 ' + sha + '…' if sha else ''})")
     data = "<br>".join(rows) or "none"
     v = prov.get("versions", {})

@@ -38,7 +38,10 @@ def test_fmt():
     assert report.fmt(float("nan")) == "–"
     assert report.fmt("n/a") == "n/a"
     assert report.fmt(True) == "True"
-    assert report.pm(0.9123, 0.0111) == "0.912 ± 0.0111"
+    assert report.pm(0.9123, 0.0111) == "0.912 ± 0.011"
+    assert report.pm(0.75, 0.00527) == "0.750 ± 0.005"      # mean and SD share their decimals
+    assert report.pm(21.32, 1.09) == "21.3 ± 1.1"
+    assert report.pm(0.75, None) == "0.75"
     with pytest.raises(ValueError, match="digits"):
         report.fmt(1.0, 0)
 
@@ -59,7 +62,7 @@ def test_collapsible_wraps_a_dataframe():
     assert markup.startswith('<details class="cellbook-collapsible">')
     assert "<summary" in markup and "Accuracy per type (2 rows)" in markup
     assert "0.912" in markup and "0.91234" not in markup      # floats formatted by fmt
-    assert markup.count("<td>") == 4                          # 2 rows x 2 columns
+    assert markup.count("<td ") == 4                          # 2 rows x 2 columns
     assert " open" in report.collapsible(df, "x", open=True).data
     assert "(1 row)" in report.collapsible(df.head(1), "one").data
     assert report.collapsible("<table></table>", "raw").data.count("<table></table>") == 1

@@ -123,7 +123,9 @@ class DataInfo:
 
     def describe(self) -> str:
         kind = "REAL data" if self.real else "SYNTHETIC stand-in (not real data)"
-        return f"[{kind}] {self.title} <- {self.path or self.source}" + (f" ({self.note})" if self.note else "")
+        sha = f", sha256 {self.sha256[:12]}…" if self.sha256 else ""
+        note = f"\n  {self.note}" if self.note else ""
+        return f"[{kind}] {self.title}\n  {self.name}{sha}\n  from {self.source}{note}"
 
 
 REGISTRY: dict[str, Dataset] = {}

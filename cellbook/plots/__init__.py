@@ -12,13 +12,115 @@ import seaborn as sns
 
 PALETTE = "colorblind"      # categorical (Okabe-Ito-like), colour-blind safe
 SEQUENTIAL = "viridis"      # heatmaps, perceptually uniform
+#: The book's text column: figures are drawn at this width (inches, at :data:`DPI`) and never shrunk by the
+#: browser, so that their text is shown at its drawn size.
+COLUMN_IN = 7.8
+DPI = 100
+#: Smallest text a figure may carry (points); at :data:`DPI` and full column width this is 9.7 px.
+MIN_FONT_PT = 7.0
+#: PNG text chunk with the smallest text of a figure in pixels (at 1:1); read by the page linter.
+MIN_TEXT_KEY = "cellbook:min_text_px"
 
 
 def set_style(context: str = "notebook") -> None:
-    """The book's one style: seaborn whitegrid, colour-blind palette, readable labels."""
+    """The book's one style: seaborn whitegrid, colour-blind palette, text sized for the column."""
     sns.set_theme(context=context, style="whitegrid", palette=PALETTE,
-                  rc={"figure.dpi": 110, "savefig.dpi": 150, "axes.titleweight": "bold",
-                      "axes.titlesize": 12, "axes.labelsize": 11, "legend.frameon": False})
+                  rc={"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titleweight": "bold",
+                      "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
+                      "ytick.labelsize": 9, "legend.fontsize": 9, "legend.title_fontsize": 9,
+                      "figure.titlesize": 12, "legend.frameon": False})
+
+
+def column_size(aspect: float = 0.55, width: float = 1.0) -> tuple[float, float]:
+    """``(width, height)`` in inches for a figure ``width`` of the column wide (1: the whole column)."""
+    w = COLUMN_IN * float(width)
+    return (w, w * float(aspect))
+
+
+def min_text_px(fig, dpi: float = DPI) -> float | None:
+    """The smallest visible, non-empty text of ``fig`` in pixels at ``dpi`` (None: no text)."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip() and _drawn(t)]
+    return round(min(sizes) * dpi / 72, 2) if sizes else None
+
+
+def _drawn(text) -> bool:
+    """False for tick labels of ticks outside their axis' view (matplotlib keeps them but does not draw them)."""
+    ax = getattr(text, "axes", None)
+    if ax is None:
+        return True
+    for axis in (ax.xaxis, ax.yaxis):
+        for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+            if text in (tick.label1, tick.label2):
+                lo, hi = sorted(axis.get_view_interval())
+                return tick.get_loc() is not None and lo - 1e-9 * abs(hi - lo) <= tick.get_loc() <= hi + 1e-9 * abs(hi - lo)
+    return True
+
+
+def fit_to_column(fig, width: float = COLUMN_IN):
+    """Make ``fig`` at most ``width`` inches wide (its height shrinks less, so panels keep room for text),
+    and lay it out again. Text keeps its size in points: narrowing a figure never shrinks its text."""
+    import warnings
+
+    w, h = fig.get_size_inches()
+    if w > width + 1e-6:
+        factor = width / w
+        fig.set_size_inches(width, h * max(factor, 0.75), forward=False)
+        if fig.get_layout_engine() is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fig.tight_layout()
+    return fig
+
+
+def page_png(fig, dpi: float = DPI) -> bytes:
+    """``fig`` as the book's PNG: at most one column wide at ``dpi`` (see :func:`fit_to_column`), tight
+    borders, and the smallest text size in the PNG's :data:`MIN_TEXT_KEY` text chunk."""
+    import io
+
+    fit_to_column(fig)
+    for _ in range(3):   # a legend or label outside the axes can make the tight box wider than the figure
+        fig.canvas.draw()
+        bbox = fig.get_tightbbox(fig.canvas.get_renderer())
+        over = (bbox.width + 0.1) / COLUMN_IN
+        if over <= 1.0:
+            break
+        fit_to_column(fig, fig.get_size_inches()[0] / over)
+    small = min_text_px(fig, dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05,
+                metadata={MIN_TEXT_KEY: "" if small is None else f"{small:g}"})
+    return buf.getvalue()
+
+
+def use_page_figures() -> bool:
+    """In a notebook kernel: show every matplotlib figure through :func:`page_png`, so that it is drawn at the
+    book's column width. Returns False outside IPython (nothing to do)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    ip = get_ipython()
+    if ip is None:
+        return False
+    import base64
+
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    try:
+        backend = str(matplotlib.get_backend(auto_select=False))
+    except TypeError:   # matplotlib < 3.10
+        backend = str(matplotlib.rcParams._get("backend"))
+    if "inline" in backend:
+        # Loading the inline backend registers its own PNG formatter (at the first figure, after this call
+        # otherwise): load it now, so that the formatter below is the one that stays.
+        import matplotlib_inline.backend_inline  # noqa: F401
+    ip.display_formatter.formatters["image/png"].for_type(
+        Figure, lambda fig: base64.b64encode(page_png(fig)).decode("ascii"))
+    return True
 
 
 def heatmap(df: pd.DataFrame, title: str = "", fmt: str = ".2f", cmap: str = SEQUENTIAL, annot: bool | None = None,
