@@ -224,3 +224,245 @@ def noise_fold(X, y, train, test, fold: int, *, seed: int, n_genes: int, counts:
                          "denoising AE vs control": float(np.mean(preds[den] != preds[ctrl])),
                          "denoising AE vs logistic regression": float(np.mean(preds[den] != preds[logreg]))})
     return rows, disagree
+
+
+# Part III: the chapters' tables and facts, from the tasks' results -----------------------------------------
+def autoencoder_tasks(data, architectures, *, seed: int, pca=None, **fit) -> tuple[list, list]:
+    """:func:`fit_autoencoder_fold`'s arguments for every (fold, architecture) pair, fold by fold.
+
+    ``data``: :func:`prepare_folds`'s ``(X_train, X_test)`` per fold; fold ``f`` trains from ``seed + f``;
+    ``pca``: ``{architecture: components}`` adds the PCA baseline to those tasks (components, or ``"code"``
+    for the code's size); a single value adds it to every task. ``fit``: the training settings.
+    Returns ``(meta, tasks)``: ``(fold, architecture)`` per task, and the tasks."""
+    pca = dict.fromkeys(architectures, pca) if pca is not None and not isinstance(pca, dict) else (pca or {})
+    meta = [(f, a) for f in range(len(data)) for a in architectures]
+    tasks = [dict(X_train=data[f][0], X_test=data[f][1], architecture=a, seed=seed + f,
+                  pca_components=pca.get(a), **fit) for f, a in meta]
+    return meta, tasks
+
+
+def architecture_summary(meta, results, n_genes: int) -> pd.DataFrame:
+    """III.1's table: test MSE and training time per architecture, mean / SD / SE over folds, best first.
+
+    ``meta``: ``(fold, architecture)`` per task; ``results``: :func:`fit_autoencoder_fold`'s results in
+    the same order (those with ``pca_mse`` add a "PCA-30 (baseline)" row per fold). ``layers`` describes
+    each architecture on ``n_genes`` inputs."""
+    from . import metrics
+    from .models import autoencoder as aem
+
+    runs = pd.DataFrame([{"architecture": a, "fold": f, "test_mse": o["test_mse"], "seconds": o["seconds"]}
+                         for (f, a), o in zip(meta, results)]
+                        + [{"architecture": "PCA-30 (baseline)", "fold": f, "test_mse": o["pca_mse"], "seconds": 0.0}
+                           for (f, a), o in zip(meta, results) if "pca_mse" in o])
+    summary = metrics.summarize(runs, by="architecture", metrics=["test_mse", "seconds"]).sort_values("test_mse_mean")
+    summary["layers"] = [aem.describe(a, n_genes) if not a.startswith("PCA") else "linear projection, 30 components"
+                         for a in summary["architecture"]]
+    return summary
+
+
+def curve_summary(results, meta=None, key: str | None = None) -> pd.DataFrame:
+    """Test MSE per epoch (``curve`` of :func:`fit_autoencoder_fold`), mean / SD / SE over folds.
+
+    ``meta``: ``(fold, value)`` per result, grouped by ``key`` (e.g. the code size) as well as the epoch;
+    without it, result ``i`` is fold ``i`` and the curves are grouped by epoch only."""
+    from . import metrics
+
+    if meta is None:
+        rows = [{"fold": f, "epoch": e, "test_mse": v} for f, o in enumerate(results) for e, v in o["curve"]]
+        return metrics.summarize(pd.DataFrame(rows), by="epoch", metrics=["test_mse"])
+    rows = [{key: c, "fold": f, "epoch": e, "test_mse": v} for (f, c), o in zip(meta, results) for e, v in o["curve"]]
+    return metrics.summarize(pd.DataFrame(rows), by=[key, "epoch"], metrics=["test_mse"])
+
+
+def final_summary(meta, results, key: str = "code") -> pd.DataFrame:
+    """III.2's table: the last epoch's test MSE and PCA's at the same dimension, mean / SD / SE over folds,
+    per ``key`` (``meta``: ``(fold, value)`` per result of :func:`fit_autoencoder_fold`)."""
+    from . import metrics
+
+    rows = [{key: c, "fold": f, "test_mse": o["test_mse"], "pca_mse": o["pca_mse"]} for (f, c), o in zip(meta, results)]
+    return metrics.summarize(pd.DataFrame(rows), by=key, metrics=["test_mse", "pca_mse"])
+
+
+def rank_experiment(X, y, *, n_genes: int, seed: int, test_size: float, counts: bool, architecture: str,
+                    epochs: int, batch_size: int, lr: float, optimizer: str, device: str = "auto") -> dict:
+    """III.3's (b-f) on one stratified split (seeded by ``seed``): train the autoencoder on the training
+    samples, reproduce the test samples, and rank each REP among all test GEPs (and each GEP among all
+    REPs, the reverse experiment), by Spearman r and by MSE.
+
+    Returns ``n_test``, ``Xtr``, ``Xte`` (preprocessed), ``rep``, ``model``, ``y_test``; per measure
+    (``"Spearman"``, ``"MSE"``) the rank shares, ``<measure>_reverse`` and ``<measure>_pairs`` (REP-GEP
+    against GEP-nearest-other-GEP, :func:`cellbook.metrics.pair_vs_nearest`)."""
+    from sklearn.model_selection import train_test_split
+
+    from . import metrics
+    from .preprocess.bulk import split_transform
+    from .train import train_autoencoder
+
+    tr, te = train_test_split(np.arange(len(y)), test_size=test_size, stratify=y, random_state=seed)
+    Xtr, Xte, pre = split_transform(X, tr, te, n_top_genes=n_genes, counts=counts)
+    model, trainer = train_autoencoder(Xtr, architecture, epochs=epochs, batch_size=batch_size, lr=lr,
+                                       optimizer=optimizer, device=device, seed=seed)
+    rep = model.reconstruct(Xte)
+    out = {"n_test": len(te), "Xtr": Xtr, "Xte": Xte, "rep": rep, "model": model, "y_test": y[te]}
+    for metric, name in (("spearman", "Spearman"), ("mse", "MSE")):
+        out[name] = metrics.rank_shares(metrics.rep_ranks(Xte, rep, metric))
+        out[name + "_reverse"] = metrics.rank_shares(metrics.rep_ranks(Xte, rep, metric, reverse=True))
+        out[name + "_pairs"] = metrics.pair_vs_nearest(Xte, rep, metric)
+    return out
+
+
+def noise_experiment(X, y, n_folds: int, tag: str, *, seed: int, **noise):
+    """III.7: :func:`noise_fold` on every fold of a stratified ``n_folds``-fold split (one task per fold,
+    through :func:`cellbook.parallel.map_tasks`); ``noise`` are :func:`noise_fold`'s other arguments.
+
+    Returns ``(scores, disagreement)`` as DataFrames: per fold, model and test-noise SD; per fold and SD,
+    how often the models' predictions differ."""
+    from .parallel import map_tasks
+    from .splits import stratified_kfold
+
+    cv = stratified_kfold(y, n_folds, seed)
+    out = map_tasks(noise_fold, [dict(X=X, y=y, train=tr, test=te, fold=f, tag=tag, seed=seed, **noise)
+                                 for f, (tr, te) in enumerate(cv)], desc=f"{tag}: folds")
+    return (pd.DataFrame([r for rows, _ in out for r in rows]),
+            pd.DataFrame([d for _, dis in out for d in dis]))
+
+
+def noise_table(summary: pd.DataFrame, names) -> pd.DataFrame:
+    """Accuracy "mean ± SE" over folds: one row per test-noise SD, one column per model (``names``, in
+    that order), from :func:`cellbook.metrics.summarize` of :func:`noise_experiment`'s scores."""
+    from .report import pm
+
+    t = summary.assign(cell=[pm(m, s) for m, s in zip(summary["accuracy_mean"], summary["accuracy_se"])])
+    return t.pivot(index="test noise SD", columns="model", values="cell")[list(names)]
+
+
+def sweep_facts(summary: pd.DataFrame, disagree: pd.DataFrame, tag: str, names, sds) -> dict:
+    """What a noise sweep shows, for the take-aways: per model (``names``) its clean accuracy, its
+    accuracy at the largest SD of ``sds`` and the first SD where it falls below 90 % of the clean value
+    (``breaks_at``, None: never); ``tie_at``, the SDs where the three means lie within the largest SE; and
+    ``disagree``, per SD the mean share of test samples on which the models' predictions differ."""
+    s = summary.set_index(["model", "test noise SD"])
+    sds = list(sds)
+    out = {"tag": tag}
+    for name in names:
+        clean = s.loc[(name, 0.0), "accuracy_mean"]
+        broken = [sd for sd in sds if sd > 0 and s.loc[(name, sd), "accuracy_mean"] < 0.9 * clean]
+        out[name] = {"clean": float(clean), "at_max": float(s.loc[(name, sds[-1]), "accuracy_mean"]),
+                     "breaks_at": broken[0] if broken else None}
+    ties = []
+    for sd in sds:
+        means = [s.loc[(n, sd), "accuracy_mean"] for n in names]
+        ses = [s.loc[(n, sd), "accuracy_se"] for n in names]
+        ties.append(bool(max(means) - min(means) <= max(ses)))
+    out["tie_at"] = [sd for sd, t in zip(sds, ties) if t]
+    d = disagree.groupby("test noise SD")[["denoising AE vs control", "denoising AE vs logistic regression"]].mean()
+    out["disagree"] = {float(k): {c: float(v) for c, v in row.items()} for k, row in d.iterrows()}
+    return out
+
+
+def sweep_sentence(facts: dict | None, names, sds) -> str:
+    """One take-away bullet (Markdown, ending in a newline) from :func:`sweep_facts` (read back from the
+    results, so SD keys may be strings); "" without facts. ``names``: denoising AE, control, logistic
+    regression."""
+    if not facts:
+        return ""
+    sds = list(sds)
+    den, ctrl, lr_ = (facts[n] for n in names)
+    disagree = {float(k): v for k, v in facts["disagree"].items()}
+    d0, dmax = disagree[0.0], disagree[float(sds[-1])]
+
+    def brk(m):
+        return f"SD {m['breaks_at']:g}" if m["breaks_at"] else f"never (up to SD {sds[-1]:g})"
+
+    tie = (f"The three are **tied** (within one SE) at test SD {', '.join(f'{x:g}' for x in facts['tie_at'])}."
+           if facts["tie_at"] else "At no noise level are all three within one SE of each other.")
+    return (f"- **{facts['tag']}**: clean accuracy {den['clean']:.1%} (denoising AE), {ctrl['clean']:.1%} (control), "
+            f"{lr_['clean']:.1%} (logistic regression); at test SD {sds[-1]:g}: {den['at_max']:.1%}, "
+            f"{ctrl['at_max']:.1%}, {lr_['at_max']:.1%}. Accuracy falls below 90 % of its clean value at test "
+            f"{brk(den)} (denoising AE), {brk(ctrl)} (control) and {brk(lr_)} (logistic regression). "
+            f"{tie} The denoising AE and the control disagree on {d0['denoising AE vs control']:.1%} of test samples "
+            f"on clean input and {dmax['denoising AE vs control']:.1%} at SD {sds[-1]:g}.\n")
+
+
+def paired_differences(runs: pd.DataFrame, control: str, x: str = "test noise SD",
+                       metric: str = "accuracy") -> pd.DataFrame:
+    """Each model's ``metric`` minus the ``control``'s, paired by fold and ``x``: mean, SD, SE and n over
+    folds per (model, ``x``) (the control itself left out). For III.7's figure; records nothing."""
+    from . import metrics
+
+    ctrl = runs[runs["model"] == control].set_index(["fold", x])[metric]
+    others = runs[runs["model"] != control]
+    diff = others.assign(difference=others[metric].to_numpy()
+                         - ctrl.loc[list(zip(others["fold"], others[x]))].to_numpy())
+    return metrics.summarize(diff, by=["model", x], metrics=["difference"])
+
+
+def component_enrichment(gene_lists: dict, collections: dict, symbols, *, data_path=None,
+                         max_set_size: int | None = None, alpha: float = 0.01, strict: bool = True):
+    """III.6: over-representation of each code component's genes in each gene-set collection.
+
+    ``collections``: ``{label: GMT file}``, a path or a file name in the ``genesets`` dataset (found under
+    ``data_path`` / ``$CELLBOOK_DATA``). Each component's list is tested against every set with at most
+    ``max_set_size`` genes (:func:`cellbook.enrichment.overrepresentation`, universe: ``symbols``).
+    The Bonferroni cut-off is 0.05 for a collection whose label names pathways, else ``alpha``.
+
+    Returns ``(results, counts, skipped, genesets)``: ``{label: over-representation table}``; a table
+    with one row per collection (sets, universe, significant links, components with a term, distinct
+    terms at BH <= 0.05); ``{label: reason}`` for the collections that could not be used (a missing file
+    raises unless ``strict`` is False); and the ``genesets`` dataset's provenance when it was used.
+    """
+    from pathlib import Path
+
+    from . import datasets
+    from .enrichment import overrepresentation, read_gmt
+
+    results, counts, skipped, genesets = {}, [], {}, None
+    for label, name in collections.items():
+        path = Path(str(name)).expanduser()
+        if not path.is_file():
+            folder = Path(datasets.locate("genesets", data_path))
+            genesets = datasets.info_for("genesets", folder)
+            path = folder / str(name)
+        try:
+            sets = read_gmt(path, max_size=max_set_size)
+        except FileNotFoundError as err:
+            if strict:
+                raise
+            skipped[label] = str(err)
+            continue
+        try:
+            res = overrepresentation(gene_lists, sets, symbols)
+        except ValueError as err:        # e.g. the synthetic stand-in has no real gene symbols
+            skipped[label] = str(err)
+            continue
+        results[label] = res
+        cut = 0.05 if "pathway" in label.lower() else alpha
+        counts.append({"collection": label, "file": Path(str(name)).name, "sets": len(sets),
+                       "universe": int(res["universe"].iloc[0]) if len(res) else 0,
+                       "bonferroni_cutoff": cut,
+                       "significant links (Bonferroni)": int((res["p_bonferroni"] <= cut).sum()),
+                       "components with a term": int(res.loc[res["p_bonferroni"] <= cut, "query"].nunique()),
+                       "distinct terms, BH <= 0.05": int(res.loc[res["p_bh"] <= 0.05, "term"].nunique())})
+    return results, pd.DataFrame(counts), skipped, genesets
+
+
+def stratified_subsample(adata, n_max: int | None, seed: int, key: str = "cell_type"):
+    """At most ``n_max`` observations of ``adata``, drawn stratified by ``obs[key]`` (seeded by ``seed``)
+    and kept in their original order; ``adata`` itself when it is no larger (or ``n_max`` is None / 0)."""
+    from sklearn.model_selection import train_test_split
+
+    if not n_max or adata.n_obs <= n_max:
+        return adata
+    keep, _ = train_test_split(np.arange(adata.n_obs), train_size=n_max, random_state=seed,
+                               stratify=adata.obs[key].astype(str))
+    return adata[np.sort(keep)].copy()
+
+
+def nearest_class(rep, X_train, y_train) -> tuple[str, dict]:
+    """III.4: the training class whose mean profile is closest to the mean of the reproduced profiles
+    ``rep`` (Spearman r between the two mean profiles). Returns ``(nearest, {class: r})``."""
+    rep_mean = pd.Series(np.asarray(rep).mean(0))
+    y_train = np.asarray(y_train)
+    rho = {c: pd.Series(X_train[y_train == c].mean(0)).corr(rep_mean, method="spearman")
+           for c in sorted(set(y_train))}
+    return max(rho, key=rho.get), rho

@@ -178,3 +178,106 @@ def test_part3_sweep_on_a_scheduler_joined_by_address(tcga, tmp_path, one_torch_
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+# Part III: the chapters' helpers (moved out of the notebooks) ----------------------------------------------
+def test_part3_tables_from_task_results_are_the_chapters_tables():
+    meta = [(f, a) for f in range(2) for a in ("L300,G,L30", "L30")]
+    res = [{"test_mse": 0.1 * (i + 1), "seconds": 1.0 + i, "curve": [(1, 0.5 + i), (2, 0.3 + i)],
+            "pca_mse": 0.7 + i} for i in range(4)]
+    for r in res[1::2]:
+        del r["pca_mse"]
+    summary = cb.sweeps.architecture_summary(meta, res, n_genes=100)
+    assert list(summary["architecture"]) == ["L300,G,L30", "L30", "PCA-30 (baseline)"]   # best first
+    assert summary.set_index("architecture").loc["L30", "test_mse_mean"] == pytest.approx(0.3)
+    assert summary["n"].tolist() == [2, 2, 2] and summary["layers"].iloc[-1].startswith("linear projection")
+    by_fold = cb.sweeps.curve_summary(res[:2])
+    assert by_fold["epoch"].tolist() == [1, 2] and by_fold["test_mse_mean"].tolist() == pytest.approx([1.0, 0.8])
+    codes = [(f, c) for f in range(2) for c in (10, 30)]
+    curves = cb.sweeps.curve_summary(res, codes, key="code")
+    assert list(curves.columns[:2]) == ["code", "epoch"] and len(curves) == 4
+    finals = cb.sweeps.final_summary(codes, [{**r, "pca_mse": 1.0} for r in res])
+    assert finals["code"].tolist() == [10, 30] and finals["pca_mse_mean"].tolist() == [1.0, 1.0]
+
+
+def test_part3_rank_experiment_ranks_every_test_sample(tcga, one_torch_thread):
+    X, y = tcga
+    out = cb.sweeps.rank_experiment(X, y, n_genes=200, seed=0, test_size=0.25, counts=True,
+                                    architecture="L50,G,L30", epochs=1, batch_size=32, lr=1e-3,
+                                    optimizer="adam", device="cpu")
+    assert out["n_test"] == len(out["y_test"]) == out["Xte"].shape[0] == out["rep"].shape[0] == 91
+    for name in ("Spearman", "MSE"):
+        assert sum(out[name].values()) == pytest.approx(1.0)
+        assert sum(out[name + "_reverse"].values()) == pytest.approx(1.0)
+        assert len(out[name + "_pairs"]) == 91
+
+
+def test_part3_noise_experiment_is_noise_fold_on_every_fold_and_its_facts(tcga, one_torch_thread):
+    X, y = tcga
+    names = ("den", "ctrl", "lr")
+    common = dict(n_genes=100, counts=True, architecture="L40,G,L10", mse_weight=0.5, epochs=1, batch_size=64,
+                  lr=1e-3, optimizer="adam", noise_sd=0.1, test_noise_sds=[0.0, 0.1, 2.0], names=names,
+                  device="cpu")
+    runs, disagree = cb.sweeps.noise_experiment(X, y, 2, "t", seed=0, **common)
+    direct = [cb.sweeps.noise_fold(X, y, tr, te, f, tag="t", seed=0, **common)
+              for f, (tr, te) in enumerate(cb.splits.stratified_kfold(y, 2, 0))]
+    pd.testing.assert_frame_equal(runs, pd.DataFrame([r for rows, _ in direct for r in rows]))
+    assert len(disagree) == 2 * 3
+    summary = cb.metrics.summarize(runs, by=["model", "test noise SD"], metrics=["accuracy", "f1_macro"])
+    table = cb.sweeps.noise_table(summary, names)
+    assert list(table.columns) == list(names) and list(table.index) == [0.0, 0.1, 2.0]
+    assert all(" ± " in v for v in table.to_numpy().ravel())
+    facts = cb.sweeps.sweep_facts(summary, disagree, "t", names, [0.0, 0.1, 2.0])
+    assert set(facts) == {"tag", *names, "tie_at", "disagree"} and set(facts["disagree"]) == {0.0, 0.1, 2.0}
+    assert facts["den"]["clean"] == pytest.approx(summary.set_index(["model", "test noise SD"])
+                                                  .loc[("den", 0.0), "accuracy_mean"])
+    as_saved = {**facts, "disagree": {str(k): v for k, v in facts["disagree"].items()}}   # JSON keys
+    text = cb.sweeps.sweep_sentence(as_saved, names, [0.0, 0.1, 2.0])
+    assert text.startswith("- **t**: clean accuracy") and text.endswith("at SD 2.\n")
+    assert cb.sweeps.sweep_sentence(None, names, [0.0]) == ""
+    diff = cb.sweeps.paired_differences(runs, "ctrl")
+    assert set(diff["model"]) == {"den", "lr"} and (diff["n"] == 2).all()
+    s = runs.set_index(["model", "fold", "test noise SD"])["accuracy"]
+    want = np.mean([s[("lr", f, 2.0)] - s[("ctrl", f, 2.0)] for f in range(2)])
+    got = diff.set_index(["model", "test noise SD"]).loc[("lr", 2.0), "difference_mean"]
+    assert got == pytest.approx(want)
+
+
+def test_part3_autoencoder_tasks_fold_by_fold():
+    data = [("tr0", "te0"), ("tr1", "te1")]
+    meta, tasks = cb.sweeps.autoencoder_tasks(data, ["A", "B"], seed=5, pca={"A": 30}, epochs=3)
+    assert meta == [(0, "A"), (0, "B"), (1, "A"), (1, "B")]
+    assert tasks[0] == dict(X_train="tr0", X_test="te0", architecture="A", seed=5, pca_components=30, epochs=3)
+    assert tasks[3] == dict(X_train="tr1", X_test="te1", architecture="B", seed=6, pca_components=None, epochs=3)
+
+
+
+def test_part3_autoencoder_tasks_one_pca_setting_for_every_task():
+    _, tasks = cb.sweeps.autoencoder_tasks([("a", "b")], ["A", "B"], seed=0, pca="code")
+    assert [t["pca_components"] for t in tasks] == ["code", "code"]
+    _, tasks = cb.sweeps.autoencoder_tasks([("a", "b")], ["A"], seed=0)
+    assert tasks[0]["pca_components"] is None
+
+
+def test_part3_stratified_subsample_keeps_order_and_classes():
+    import anndata as ad
+
+    y = np.repeat(["a", "b", "c"], [60, 30, 10])
+    obs = pd.DataFrame({"cell_type": y}, index=[str(i) for i in range(100)])
+    data = ad.AnnData(np.arange(100, dtype=float).reshape(100, 1), obs=obs)
+    sub = cb.sweeps.stratified_subsample(data, 50, seed=0)
+    assert sub.n_obs == 50 and list(sub.obs_names) == sorted(sub.obs_names, key=int)   # original order
+    assert sub.obs["cell_type"].value_counts().to_dict() == {"a": 30, "b": 15, "c": 5}
+    same = cb.sweeps.stratified_subsample(data, 50, seed=0)
+    assert list(same.obs_names) == list(sub.obs_names)
+    assert cb.sweeps.stratified_subsample(data, None, seed=0) is data
+    assert cb.sweeps.stratified_subsample(data, 100, seed=0) is data
+
+
+def test_part3_nearest_class_is_the_closest_mean_profile():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=50)
+    X = np.vstack([base + rng.normal(0, 0.1, 50) for _ in range(4)] + [rng.normal(size=50) for _ in range(4)])
+    y = np.array(["near"] * 4 + ["far"] * 4)
+    nearest, rho = cb.sweeps.nearest_class(base[None, :] + rng.normal(0, 0.1, (3, 50)), X, y)
+    assert nearest == "near" and list(rho) == ["far", "near"] and rho["near"] > 0.9 > rho["far"]

@@ -227,3 +227,183 @@ def fit_classifier(name: str, X, y, *, widths=(16, 32, 64), epochs: int = 20, ba
                       val_fraction=0.0, patience=None, augment=flip_augment if augment else None,
                       device=device, seed=seed, progress=progress)
     return trainer.fit(X, y)
+
+
+# ------------------------------------------------------------------------------- the chapters' helpers
+PAPER_INPUT = (220, 300)        # the paper's input (height, width)
+PAPER_WIDTHS = (32, 64, 128)    # the `full` profile's stage widths
+#: Liu et al., Fig. 5a, as ``{model label: {training images: (mean, SD)}}`` of accuracy: the paper's text gives
+#: its values at 100 images only (the other sizes exist only as a drawing).
+PAPER_FIG5A = {LABELS["scnn"]: {100: (0.8956, 0.0309)}, LABELS["resnet"]: {100: (0.8061, 0.0283)},
+               LABELS["vgg"]: {100: (0.8006, 0.0301)}}
+
+
+def fit_tasks(splits, inputs: dict, *, seed: int, widths=None, by: str = "repeat", **common):
+    """The fits of a sweep, one per (split, model), as keyword arguments of
+    :func:`cellbook.sweeps.fit_image_model` (run them with :func:`cellbook.map_tasks`).
+
+    ``splits``: dicts with ``train`` and ``test`` (indices) and ``by`` (the repeat or fold number), or
+    ``(train, test)`` pairs (the folds of :func:`cellbook.splits.grouped_folds`), numbered by their position;
+    ``inputs``: ``{model: X}`` in the order to fit, a CNN of :data:`MODELS` with its image stacks or a
+    feature baseline (any other name) with its features. A CNN is seeded with ``seed + split[by]`` (a new
+    initialisation per repeat), a feature baseline with ``seed``. ``widths``: the CNNs' stage widths, one
+    sequence for every model or ``{model: widths}`` (a model not in it gets ``()``). ``common``: the other
+    arguments (``labels``, ``epochs``, ``device``, ...), the same for every fit.
+
+    Returns ``(meta, tasks)``: ``meta[i] = (split, model)`` is what ``tasks[i]`` fits; splits in the outer
+    loop, models in the inner one.
+    """
+    splits = [s if isinstance(s, dict) else {by: k, "train": s[0], "test": s[1]} for k, s in enumerate(splits)]
+    meta = [(s, m) for s in splits for m in inputs]
+    tasks = []
+    for s, m in meta:
+        w = widths.get(m, ()) if isinstance(widths, dict) else widths
+        task = dict(X=inputs[m], train=s["train"], test=s["test"], model=m,
+                    seed=seed + s[by] if m in MODELS else seed, **common)
+        if w is not None:
+            task["widths"] = w
+        tasks.append(task)
+    return meta, tasks
+
+
+def score_fits(meta, outputs, labels, keys=("size", "repeat")):
+    """One row per fit: the ``keys`` of its split, its test images (``n_test``), the model's label (:data:`LABELS`,
+    or the name of a feature baseline), accuracy and macro-F1 on the split's test images, and fit seconds.
+
+    ``meta``: ``[(split, model)]`` in the order of ``outputs`` (of :func:`cellbook.sweeps.fit_image_model`), each
+    split a dict with ``test`` (indices into ``labels``) and the ``keys``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ..metrics import classification
+
+    labels = np.asarray(labels)
+    if len(meta) != len(outputs):
+        raise ValueError(f"score_fits: {len(meta)} (split, model) pairs but {len(outputs)} outputs")
+    rows = []
+    for (split, model), out in zip(meta, outputs):
+        sc = classification(labels[split["test"]], out["pred"])
+        rows.append({**{k: split[k] for k in keys}, "n_test": len(split["test"]), "model": LABELS.get(model, model),
+                     "accuracy": sc["accuracy"], "f1_macro": sc["f1_macro"], "fit_seconds": out["fit_seconds"]})
+    return pd.DataFrame(rows)
+
+
+def cost_table(input_shape, widths: dict, paper_input=PAPER_INPUT, paper_widths=PAPER_WIDTHS):
+    """Size and cost of each model of :data:`MODELS`: parameters and multiply-accumulates of one forward pass
+    (millions, 2 decimals), for ``input_shape = (C, H, W)`` with ``widths = {name: stage widths}`` ("as run")
+    and for the paper's 220 x 300 input with the ``full`` widths. One row per (model, setting)."""
+    import pandas as pd
+
+    from ..train import count_parameters
+
+    channels = int(input_shape[0])
+    paper_setting = f"{paper_input[0]}x{paper_input[1]}, widths {'-'.join(map(str, paper_widths))}"
+    rows = []
+    for name in MODELS:
+        for setting, shape, w in (("as run", tuple(input_shape), widths[name]),
+                                  (paper_setting, (channels, *paper_input), list(paper_widths))):
+            m = build(name, shape[0], 2, widths=tuple(w))
+            rows.append({"model": LABELS[name], "setting": setting, "widths": "-".join(map(str, w)),
+                         "parameters": count_parameters(m),
+                         "MACs (millions)": round(count_macs(m, shape) / 1e6, 2)})
+    return pd.DataFrame(rows)
+
+
+def paired_tests(records, size, others, reference: str = LABELS["scnn"], short: str = "SCNN",
+                 metrics=("accuracy", "fit_seconds")):
+    """Two-sided paired t-tests of ``reference`` against each of ``others`` at training-set ``size``.
+
+    ``records``: one row per (size, repeat, model) with the ``metrics``; repeats pair the models (each repeat
+    uses one split for every model). ``fit_seconds`` is tested only between the CNNs of :data:`LABELS` (a
+    feature baseline's fit is not a training time). With one repeat no test is possible (t and p NaN);
+    identical values give t = 0, p = 1. Returns ``comparison, metric, mean <short>, mean other, t, p``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ..metrics import ttest
+
+    at = records[records["size"] == size].sort_values("repeat")
+    rows = []
+    for other in others:
+        for metric in metrics:
+            if metric == "fit_seconds" and other not in LABELS.values():
+                continue
+            a = at.loc[at["model"] == reference, metric].to_numpy()
+            b = at.loc[at["model"] == other, metric].to_numpy()
+            if len(a) < 2:          # one repeat: no test possible
+                res = {"statistic": np.nan, "p_value": np.nan, "mean_a": float(a.mean()), "mean_b": float(b.mean())}
+            elif np.allclose(a, b):
+                res = {"statistic": 0.0, "p_value": 1.0, "mean_a": float(a.mean()), "mean_b": float(b.mean())}
+            else:
+                res = ttest(a, b, paired=True)
+            rows.append({"comparison": f"{short} vs {other}", "metric": metric, f"mean {short}": res["mean_a"],
+                         "mean other": res["mean_b"], "t": res["statistic"], "p": res["p_value"]})
+    return pd.DataFrame(rows)
+
+
+def held_out_scores(meta, outputs, n: int, by: str = "fold"):
+    """Put together each tile's held-out score from the fits of a grouped K-fold (``keep=True`` and
+    ``positive`` given to :func:`cellbook.sweeps.fit_image_model`).
+
+    ``meta``: ``[(split, model)]`` in the order of ``outputs`` (see :func:`fit_tasks`). Returns
+    ``(score, fitted)``: ``score[label]`` the score of each of the ``n`` samples from the fold that held it out
+    (``label`` the model's :data:`LABELS` entry, or the baseline's name); ``fitted[split[by], label]`` the
+    fitted estimator. A sample no fold scored is a ``ValueError``.
+    """
+    import numpy as np
+
+    score, fitted = {}, {}
+    for (split, model), out in zip(meta, outputs):
+        label = LABELS.get(model, model)
+        score.setdefault(label, np.full(int(n), np.nan))[split["test"]] = out["score"]
+        fitted[split[by], label] = out["estimator"]
+    missing = {m: int(np.isnan(s).sum()) for m, s in score.items() if np.isnan(s).any()}
+    if missing:
+        raise ValueError(f"held_out_scores: samples without a held-out score: {missing}")
+    return score, fitted
+
+
+SCREEN_INPUTS = ("stack", "handcrafted", "brightness")
+
+
+def predict_from_raw(estimator, raw_images, inputs: str, img_size=None, scales=(1.0, 2.0, 4.0)):
+    """Classify raw images end to end, as a screen would (returns ``predict_proba``).
+
+    ``inputs``: ``"stack"`` (the paper's chain, downsampled to ``img_size``, spectral stack -> a CNN),
+    ``"handcrafted"`` (the chain -> hand-crafted features -> a feature classifier) or ``"brightness"``
+    (the raw images' grey levels -> a feature classifier; no preprocessing).
+    """
+    from ..preprocess import imaging, spectral
+
+    if inputs not in SCREEN_INPUTS:
+        raise ValueError(f"unknown inputs {inputs!r}; valid: {', '.join(SCREEN_INPUTS)}")
+    if inputs == "brightness":   # brightness needs no preprocessing: the raw images' grey levels
+        return estimator.predict_proba(imaging.brightness_features(raw_images).to_numpy())
+    P, _, _ = imaging.preprocess_set(raw_images)
+    if inputs == "handcrafted":
+        return estimator.predict_proba(imaging.handcrafted_features(P).to_numpy())
+    if img_size is None:
+        raise ValueError("inputs='stack' needs img_size (the CNN's input height, width)")
+    return estimator.predict_proba(spectral.stack_images(imaging.downsample(P, tuple(img_size)), tuple(scales)))
+
+
+def time_screening(methods: dict, raw_images, repeats: int, img_size=None, scales=(1.0, 2.0, 4.0)) -> dict:
+    """Wall seconds to classify ``raw_images`` with each method, ``repeats`` rounds (methods interleaved
+    within a round, so a slow spell of a shared machine hits all of them).
+
+    ``methods``: ``{name: (fitted estimator, inputs)}`` with ``inputs`` as in :func:`predict_from_raw`.
+    Returns ``{name: [seconds, ...]}``.
+    """
+    import time
+
+    if int(repeats) < 1:
+        raise ValueError(f"repeats must be >= 1, not {repeats}")
+    times = {name: [] for name in methods}
+    for _ in range(int(repeats)):
+        for name, (estimator, inputs) in methods.items():
+            t0 = time.perf_counter()
+            predict_from_raw(estimator, raw_images, inputs, img_size=img_size, scales=scales)
+            times[name].append(time.perf_counter() - t0)
+    return times

@@ -1,5 +1,11 @@
-"""Part II figures: images through the preprocessing chain, example tiles, the WS x SSN heatmap,
-learning curves with error bars and brightness by class.  Every function returns the Figure."""
+"""Part II figures: images through the preprocessing chain, example tiles, the bands of a spectral
+stack, the WS x SSN heatmap, learning curves with error bars, brightness by class and classification
+maps on whole frames.  Every figure is drawn at the book's column width (:data:`cellbook.plots.COLUMN_IN`)
+with text of at least :data:`cellbook.plots.MIN_FONT_PT`; every figure function returns the Figure.
+
+Helpers that prepare what a figure shows: :func:`band_images` (a stack's bands as 8-bit images),
+:func:`frame_mosaic`, :func:`choose_frames` and :func:`map_frames` (tiles put back into frames).
+"""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -7,7 +13,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from . import PALETTE, heatmap
+from . import COLUMN_IN, PALETTE, heatmap
+
+TITLE_ROOM_IN = 0.42      # height of a two-line 9 pt panel title (inches)
 
 
 def _show(ax, img, title=""):
@@ -22,31 +30,47 @@ def _show(ax, img, title=""):
     ax.grid(False)
 
 
-def pipeline_figure(steps: dict, title: str = "", ncols: int = 4):
-    """One image through every preprocessing step (``{step: image}``); subtitles give size and mean."""
+def _panel_aspect(images) -> float:
+    """Height / width of the widest-aspect image among ``images`` (the panels' shape)."""
+    return max(np.asarray(im).shape[0] / np.asarray(im).shape[1] for im in images)
+
+
+def pipeline_figure(steps: dict, title: str = "", ncols: int = 4, details: bool = True):
+    """One image through every preprocessing step (``{step: image}``); subtitles give size and mean
+    (``details=False``: the step's name only, e.g. for images rescaled for display).
+
+    Drawn at the column width: ``ncols`` panels a row, as many rows as needed."""
     n = len(steps)
+    if n == 0:
+        raise ValueError("pipeline_figure: no images given")
+    ncols = max(1, min(int(ncols), n))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.3 * nrows))
-    axes = np.atleast_1d(axes).ravel()
+    panel = COLUMN_IN / ncols
+    room = TITLE_ROOM_IN if details else TITLE_ROOM_IN / 2
+    height = nrows * (panel * _panel_aspect(steps.values()) + room) + (0.35 if title else 0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(COLUMN_IN, height), layout="constrained", squeeze=False)
+    axes = axes.ravel()
     for ax, (name, img) in zip(axes, steps.items()):
         img = np.asarray(img)
-        _show(ax, img, f"{name}\n{img.shape[0]}x{img.shape[1]} px, mean {img.mean():.0f}")
+        _show(ax, img, f"{name}\n{img.shape[0]}x{img.shape[1]} px, mean {img.mean():.0f}" if details else name)
     for ax in axes[n:]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontweight="bold")
-    fig.tight_layout()
     return fig
 
 
 def example_grid(images, labels, n_per_class: int = 4, title: str = "", seed: int = 0, captions=None):
-    """``n_per_class`` random images of each class, one row per class."""
+    """``n_per_class`` random images of each class, one row per class, at the column width."""
     labels = np.asarray(labels)
     classes = sorted(np.unique(labels))
     rng = np.random.default_rng(seed)
+    panel = COLUMN_IN / n_per_class
+    aspect = _panel_aspect(images[:1]) if len(images) else 1.0
+    room = TITLE_ROOM_IN if captions is not None else TITLE_ROOM_IN / 2
+    height = len(classes) * (panel * aspect + room) + (0.35 if title else 0)
     # constrained layout reserves room for the two-line captions, so a row's titles never hide under the row above
-    fig, axes = plt.subplots(len(classes), n_per_class, figsize=(2.6 * n_per_class, 2.7 * len(classes)),
-                             layout="constrained")
+    fig, axes = plt.subplots(len(classes), n_per_class, figsize=(COLUMN_IN, height), layout="constrained")
     axes = np.atleast_2d(axes)
     for r, c in enumerate(classes):
         idx = rng.choice(np.flatnonzero(labels == c), size=min(n_per_class, int((labels == c).sum())), replace=False)
@@ -62,19 +86,38 @@ def example_grid(images, labels, n_per_class: int = 4, title: str = "", seed: in
     return fig
 
 
+def band_images(stack, names) -> dict:
+    """The bands of one spectral stack ``(H, W, B)`` as 8-bit images for display, ``{band name: image}``:
+    each band's 1st-99th percentile stretched to 0-255 (display only; the stack itself is unchanged)."""
+    stack = np.asarray(stack)
+    names = list(names)
+    if stack.ndim != 3 or stack.shape[2] != len(names):
+        raise ValueError(f"band_images: a stack (H, W, {len(names)}) is needed for {len(names)} names, "
+                         f"got shape {stack.shape}")
+    panels = {}
+    for b, name in enumerate(names):
+        band = stack[..., b]
+        lo, hi = np.percentile(band, [1, 99])
+        panels[name] = np.clip((band - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+    return panels
+
+
 def ssn_heatmap(grid: pd.DataFrame, title: str = "", paper_best: tuple | None = None):
     """Mean accuracy per (WS, SSN) as a heatmap; the best cell outlined (red), the paper's best (dashed)."""
     table = grid.groupby(["ws", "ssn"])["accuracy"].mean().unstack("ssn").sort_index()
     best = table.stack().idxmax()
-    fig = heatmap(table, title=title or f"Accuracy by window size and SSN count (best WS={best[0]}, "
-                                        f"SSN={best[1]}: {table.loc[best]:.3f})",
-                  fmt=".3f", vmin=None, vmax=None, cbar_label="image-level accuracy (grouped CV)", mark=best)
-    ax = fig.axes[0]
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, max(3.2, 0.45 * len(table) + 1.6)))
+    heatmap(table, title=title or f"Accuracy by window size and SSN count\n(best WS={best[0]}, "
+                                  f"SSN={best[1]}: {table.loc[best]:.3f})",
+            fmt=".3f", vmin=None, vmax=None, cbar_label="image-level accuracy\n(grouped CV)", mark=best, ax=ax)
+    for text in ax.texts:       # the cell values: 9 pt, readable at the column width
+        text.set_fontsize(9)
     ax.set_xlabel("SSN (neighbours per training pixel)")
     ax.set_ylabel("WS (window size, px)")
     if paper_best is not None and paper_best[0] in table.index and paper_best[1] in table.columns:
         r, c = list(table.index).index(paper_best[0]), list(table.columns).index(paper_best[1])
         ax.add_patch(plt.Rectangle((c + 0.08, r + 0.08), 0.84, 0.84, fill=False, edgecolor="white", lw=1.5, ls="--"))
+    fig.tight_layout()
     return fig
 
 
@@ -87,7 +130,7 @@ def learning_curves(summary: pd.DataFrame, x: str = "size", y: str = "accuracy_m
     model's colour at every size the paper reports in its text (for Liu et al. only 100 images).
     """
     if ax is None:
-        fig, ax = plt.subplots(figsize=(8.4, 4.2))
+        fig, ax = plt.subplots(figsize=(COLUMN_IN, 4.2))
     else:
         fig = ax.figure
     groups = list(summary.groupby(hue, sort=False))
@@ -101,12 +144,12 @@ def learning_curves(summary: pd.DataFrame, x: str = "size", y: str = "accuracy_m
                         ls="none", label=f"{label}, paper")
     if chance is not None:
         ax.axhline(chance, ls=":", color="0.5", lw=1)
-        ax.annotate("majority class", xy=(0, chance), xycoords=("axes fraction", "data"), fontsize=8,
+        ax.annotate("majority class", xy=(0, chance), xycoords=("axes fraction", "data"), fontsize=9,
                     color="0.4", xytext=(2, 2), textcoords="offset points")
     ax.set_xlabel("training images")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)   # beside the curves
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)   # beside the curves
     fig.tight_layout()
     return fig
 
@@ -139,17 +182,51 @@ def frame_mosaic(tiles, rows, cols) -> np.ndarray:
     return out
 
 
+def choose_frames(labels, groups, per_class: int = 2, seed: int = 0) -> list:
+    """``per_class`` source frames of each class, drawn at random (a generator seeded with ``seed``), in
+    class order: the frames :func:`classification_maps` shows."""
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    return [g for cls in sorted(np.unique(labels))
+            for g in rng.choice(sorted(np.unique(groups[labels == cls])), per_class, replace=False)]
+
+
+def map_frames(images, labels, groups, meta: pd.DataFrame, frames, maps: dict) -> dict:
+    """The input of :func:`classification_maps`: each frame of ``frames`` put back together from its tiles.
+
+    ``images``, ``labels``, ``groups`` and the rows of ``meta`` (with ``tile_row`` / ``tile_col``) are per
+    tile; ``maps`` is ``{map name: value per tile}`` (e.g. ``{"truth": y, "SCNN": P(positive)}``).
+    Returns ``{"<frame> (<label>)": {"image", "rows", "cols", "maps"}}``, or ``{}`` when ``meta`` has no
+    tile positions (images that are not tiles of frames).
+    """
+    if not {"tile_row", "tile_col"} <= set(meta.columns):
+        return {}
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    out = {}
+    for g in frames:
+        idx = np.flatnonzero(groups == g)
+        rows, cols = meta.loc[idx, "tile_row"].to_numpy(), meta.loc[idx, "tile_col"].to_numpy()
+        out[f"{g} ({labels[idx[0]]})"] = {
+            "image": frame_mosaic([images[i] for i in idx], rows, cols), "rows": rows, "cols": cols,
+            "maps": {name: np.asarray(v)[idx] for name, v in maps.items()}}
+    return out
+
+
 def classification_maps(frames: dict, title: str = "", positive: str = "positive", cmap: str = "coolwarm"):
     """Per-tile maps on whole frames (the paper's Figs. 4a-c truth maps and 5d-g classification maps).
 
     ``frames``: ``{frame name: {"image": mosaic (H, W), "rows": tile rows, "cols": tile cols,
     "maps": {"truth": 0/1 per tile, "<model>": P(positive) per tile, ...}}}``.  One row per frame, one
-    column per map; each tile is tinted by its value (1 = ``positive``) and shows it as a number.
+    column per map, at the column width; each tile is tinted by its value (1 = ``positive``) and shows it
+    as a number; the colour bar runs under the panels.
     """
     if not frames:
         raise ValueError("classification_maps: no frames given")
     names = list(next(iter(frames.values()))["maps"])
-    fig, axes = plt.subplots(len(frames), len(names), figsize=(3.3 * len(names), 2.7 * len(frames)),
+    panel = COLUMN_IN / len(names)
+    aspect = _panel_aspect([f["image"] for f in frames.values()])
+    height = len(frames) * (panel * aspect + 0.1) + TITLE_ROOM_IN + 0.9 + (0.35 if title else 0)
+    fig, axes = plt.subplots(len(frames), len(names), figsize=(COLUMN_IN, height),
                              layout="constrained", squeeze=False)
     cm = plt.get_cmap(cmap)
     for r, (frame, f) in enumerate(frames.items()):
@@ -167,11 +244,12 @@ def classification_maps(frames: dict, title: str = "", positive: str = "positive
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
-            ax.set_title(f"{name}" if r == 0 else "", fontsize=10)
+            ax.set_title(f"{name}" if r == 0 else "", fontsize=9)
             if c == 0:
-                ax.set_ylabel(frame, fontsize=9)
+                ax.set_ylabel(frame.replace(" (", "\n("), fontsize=9)
     sm = plt.cm.ScalarMappable(cmap=cm, norm=plt.Normalize(0, 1))
-    fig.colorbar(sm, ax=axes, shrink=0.6, label=f"P({positive}); truth: 1 = {positive}")
+    fig.colorbar(sm, ax=axes, orientation="horizontal", shrink=0.6, aspect=40,
+                 label=f"P({positive}); truth: 1 = {positive}")
     if title:
         fig.suptitle(title, fontweight="bold")
     return fig

@@ -244,6 +244,34 @@ def preprocess_set(images, size=PAPER_SIZE, max_v: float = PAPER_MAX_V, target_v
     return np.stack(out), keep, report
 
 
+def overview(images) -> pd.DataFrame:
+    """What an image set holds, one row per class: dataset, images, independent source frames (groups),
+    the image sizes found (``"384x512x3"``: height x width x channels) and the files that could not be read.
+
+    ``images``: a :class:`cellbook.datasets.images.ImageSet` (``counts()``, ``images``, ``skipped``, ``info``).
+    """
+    c = images.counts().reset_index()
+    c.insert(0, "dataset", images.info.name)
+    sizes = pd.Series([f"{x.shape[0]}x{x.shape[1]}" + ("x3" if x.ndim == 3 else "") for x in images.images])
+    c["image size (px)"] = ", ".join(sizes.value_counts().index)
+    c["unreadable skipped"] = len(images.skipped)
+    return c
+
+
+def draw_plate(y, plate_size: int, rng: np.random.Generator) -> np.ndarray:
+    """A screening "plate": ``plate_size`` indices drawn without replacement from ``y`` (0 / 1), stratified
+    so that its share of positives is that of ``y`` (rounded), sorted. Draws the positives, then the
+    negatives, from ``rng`` (so a sequence of plates from one generator is reproducible)."""
+    y = np.asarray(y)
+    n_pos = int(round(plate_size * y.mean()))
+    if not 0 <= n_pos <= (y == 1).sum() or plate_size - n_pos > (y == 0).sum():
+        raise ValueError(f"a plate of {plate_size} needs {n_pos} positives and {plate_size - n_pos} negatives; "
+                         f"y has {(y == 1).sum()} and {(y == 0).sum()}")
+    pos = rng.choice(np.flatnonzero(y == 1), n_pos, replace=False)
+    neg = rng.choice(np.flatnonzero(y == 0), plate_size - n_pos, replace=False)
+    return np.sort(np.r_[pos, neg])
+
+
 # ------------------------------------------------------------------------- features
 BRIGHTNESS_FEATURES = ("mean_gray", "sd_gray", "mean_v")
 
@@ -336,7 +364,8 @@ def morphology_features(gray) -> dict:
 
 
 def handcrafted_features(gray_images) -> pd.DataFrame:
-    """Morphology + texture features (one row per preprocessed 8-bit gray image; 25 columns).
+    """Morphology + texture features (one row per preprocessed 8-bit gray image; 21 columns: 9 of
+    :func:`morphology_features`, 4 of :func:`glcm_features`, 8 of :func:`lbp_histogram`).
 
     Brightness is not among them: feed images that went through :func:`preprocess_set`.
     """
