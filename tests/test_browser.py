@@ -8,9 +8,19 @@ figure shown, and the exercises' solutions folded behind a toggle that opens on 
 Screenshots of the home page, one chapter and the results summary, and a JSON list of the pages
 and figures per part, go to ``book/_build/screenshots/``. ``CELLBOOK_BOOK_ROOT=/path`` checks a book built in another tree.
 
+The page linter (``test_page_lint_*``, issue 22 item 7) opens every page at 1,400 and 400 px and fails
+on a table / code block / output wider than its column that does not scroll in its own box (or a page
+that scrolls sideways), text over text, figure text under 9 px, visible code above 15 % of a chapter
+or a visible cell over 15 lines, a warning / traceback / stderr block / ``nan`` / >4-decimal number /
+local path shown to the reader, and a part's chapter without its Question, Take-aways or provenance
+box; it writes the per-page figures to ``book/_build/screenshots/page_lint.json``
+(``benchmarks/page_lint_report.py`` prints them as a table).
+
 Skips with a message when Chromium / chromedriver is absent or the book has not been built
 (``make book``). ``test_fixture_book_*`` builds a tiny Jupyter Book with a broken link, a
-missing image and a notebook that raised, and shows the same checks catch each of them.
+missing image and a notebook that raised, and shows the same checks catch each of them;
+``test_lint_fixture_*`` builds one with a clean and a doctored chapter (``fixtures/lintbook``) and
+shows the linter names each problem of the doctored one and passes the clean one.
 """
 from __future__ import annotations
 
@@ -29,8 +39,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from browser_util import (  # noqa: E402
-    chromium, chromium_missing_reason, crawl, figures_missing, page_path_of, provenance_missing,
-    screenshot, serve, structure_missing, unreached,
+    LINT_WIDTHS, MIN_TEXT_KEY, chromium, chromium_missing_reason, crawl, figure_min_text_px, figures_missing,
+    lint_site, page_path_of, png_text_chunks, provenance_missing, screenshot, serve, site_pages,
+    structure_missing, unreached,
 )
 
 browser = pytest.mark.browser   # tests that drive Chromium (deselect with -m "not browser")
@@ -41,6 +52,8 @@ HTML = REPO / "book" / "_build" / "html"
 RESULTS = REPO / "book" / "_build" / "results"
 SCREENSHOTS = REPO / "book" / "_build" / "screenshots"
 FIXTURE_BOOK = Path(__file__).resolve().parent / "fixtures" / "minibook"
+LINT_BOOK = Path(__file__).resolve().parent / "fixtures" / "lintbook"
+CHECKOUT = Path(__file__).resolve().parents[1]      # this checkout (its benchmarks/), whatever REPO is
 EXECUTED = "notebooks/"   # toc entries of executed notebook chapters (staged by cellbook.book)
 PARTS = ("part1", "part2", "part3")
 
@@ -315,6 +328,55 @@ def test_browser_report_written(book):
 
 
 # --------------------------------------------------------------------------------------------
+# the page linter on the real book: every page at 1,400 and 400 px
+
+@pytest.fixture(scope="module")
+def page_lint(request):
+    """Every page of the real book linted at each of ``LINT_WIDTHS`` (``LintReport``); the per-page
+    figures go to ``book/_build/screenshots/page_lint.json``."""
+    reason = book_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    browser = request.getfixturevalue("driver")
+    with serve(HTML) as base:
+        report = lint_site(browser, base, HTML)
+    _write_page_lint(report)
+    return report
+
+
+def _write_page_lint(report) -> Path:
+    """``book/_build/screenshots/page_lint.json``: per page and width the visible code share, smallest
+    displayed figure text (px), smallest figure scale, widest element against the column, and the problems
+    (for the build's closing note)."""
+    out = SCREENSHOTS / "page_lint.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report.to_json(), indent=2))
+    return out
+
+
+@browser
+def test_page_lint_every_page_at_both_widths(page_lint):
+    assert page_lint.pages, f"no pages found under {HTML}"
+    problems = page_lint.problems()
+    bad = sorted({p for p in page_lint.pages if page_lint.page_problems(p)})
+    assert not problems, (f"the page linter found {len(problems)} problem(s) on {len(bad)} of {len(page_lint.pages)} "
+                          f"pages (widths {', '.join(map(str, page_lint.widths))} px):\n" + "\n".join(problems)
+                          + "\n\n" + page_lint.table())
+
+
+@browser
+def test_page_lint_report_written(page_lint):
+    data = json.loads((SCREENSHOTS / "page_lint.json").read_text())
+    assert set(data["pages"]) == set(page_lint.pages) == set(site_pages(HTML))
+    for page, by_width in data["pages"].items():
+        assert set(by_width) == {str(w) for w in LINT_WIDTHS}, page
+        for figures in by_width.values():
+            assert {"code_share", "min_figure_text_px", "widest_px", "column_px", "problems"} <= set(figures)
+            assert figures["column_px"] > 0
+    assert data["problems"] == page_lint.problems()
+
+
+# --------------------------------------------------------------------------------------------
 # the fixture book: the same checks catch a broken link, a missing image and a notebook that raised
 
 @pytest.fixture(scope="module")
@@ -362,6 +424,147 @@ def test_fixture_book_good_chapter_passes(fixture_site):
     assert structure_missing(fixture_site, ["good"], required=("Question",)) == []
     assert structure_missing(fixture_site, ["raised"], required=("Question",)) == [
         "raised.html: no 'Question' on the page"]
+
+
+# --------------------------------------------------------------------------------------------
+# the lint fixture book: the linter names each problem of a doctored chapter and passes a clean one
+
+DOCTORED = "notebooks/part1/doctored.html"
+CLEAN = "notebooks/part1/clean.html"
+
+
+@pytest.fixture(scope="module")
+def lint_fixture_html(tmp_path_factory):
+    jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or shutil.which("jupyter-book")
+    if not jb:
+        pytest.skip("jupyter-book is not installed (pip install -e '.[book]')")
+    src = tmp_path_factory.mktemp("lintbook") / "book"
+    shutil.copytree(LINT_BOOK, src)
+    proc = subprocess.run([jb, "build", str(src), "--path-output", str(src), "--keep-going"],
+                          capture_output=True, text=True, timeout=180)
+    html = src / "_build" / "html"
+    assert (html / "index.html").exists(), f"lint fixture book did not build:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return html
+
+
+@pytest.fixture(scope="module")
+def lint_fixture(lint_fixture_html, driver):
+    with serve(lint_fixture_html) as base:
+        return lint_site(driver, base, lint_fixture_html)
+
+
+# What the linter must say about the doctored chapter, at every width (and the code budget at 1,400 px).
+DOCTORED_PROBLEMS = {
+    "wide table": r"table\.doctored-wide \"a rather long column name.*is \d+ px wide in a \d+ px column and does "
+                  r"not scroll inside its own box",
+    "page scrolls": r"the page scrolls sideways .*table\.doctored-wide",
+    "nan": r"shows nan 'nan' in .*\"The control.s error rate was nan",
+    "decimals": r"shows a number with more than 4 decimals '0\.1234567'",
+    "overlap": r"text overlaps other text: .*\"This paragraph is where the next one.*p\.drawn-over \"A sentence drawn over",
+    "spilled cell": r"text overlaps other text: .*table\.spills td \"a long label that spills over\".*table\.spills td \"0\.500\"",
+    "tiny figure": r"img \"figure [0-9a-f]+\.\.\.[0-9a-f]+\.png\".* shows text of 5\.0 px \(drawn at 5 px, shown at "
+                   r"1\.00 scale\); the minimum is 9 px",
+    "shrunk figure": r"img \"figure shrunk\.png\".* is shown at 0\.\d\d of its drawn width .*does not say its "
+                     r"smallest text \(cellbook:min_text_px\)",
+    "long cell": r"visible code cell of 20 lines \(at most 15\): .*div\.cell_input \"step_0 = run_step",
+    "warning": r"shows a Python warning 'UserWarning:' in div\.output\.stderr",
+    "local path": r"shows a local path '/work/' in div\.output\.stderr",
+    "stderr": r"shows a stderr output block: .*div\.output\.stderr",
+    "provenance": r"executed chapter without its provenance box \(div\.cellbook-provenance\)",
+}
+
+
+@browser
+@pytest.mark.parametrize("width", LINT_WIDTHS)
+def test_lint_fixture_doctored_page_names_each_problem(lint_fixture, width):
+    problems = lint_fixture.pages[DOCTORED][width].problems
+    assert all(p.startswith(f"{DOCTORED} @{width}px: ") for p in problems), problems
+    expected = dict(DOCTORED_PROBLEMS)
+    if width >= 1000:   # the 15 % budget is set for desktop widths
+        expected["code budget"] = r"visible code is \d+% of the page.s height \(\d+ of \d+ px in 2 cells\); the budget is 15%"
+    missed = [name for name, pattern in expected.items() if not any(re.search(pattern, p) for p in problems)]
+    assert not missed, f"{DOCTORED} @{width}px: the linter did not name {missed}; it said:\n" + "\n".join(problems)
+    unexplained = [p for p in problems if not any(re.search(pat, p) for pat in expected.values())]
+    assert not unexplained, f"unexpected problems on {DOCTORED} @{width}px:\n" + "\n".join(unexplained)
+    lint = lint_fixture.pages[DOCTORED][width]
+    assert lint.min_figure_text_px == 5.0 and lint.min_figure_scale < 0.5 and lint.widest_px > 2 * lint.column_px
+
+
+@browser
+@pytest.mark.parametrize("width", LINT_WIDTHS)
+def test_lint_fixture_clean_page_passes(lint_fixture, width):
+    assert set(lint_fixture.pages) == {"index.html", CLEAN, DOCTORED}
+    for page in ("index.html", CLEAN):
+        assert lint_fixture.pages[page][width].problems == []
+    clean = lint_fixture.pages[CLEAN][width]
+    assert clean.min_figure_text_px == 11.1        # 8 pt at 100 dpi, shown 1:1 (from the PNG's chunk)
+    assert clean.code_cells == 1                   # the 20-line cell folded behind "show code" is not counted
+    assert 0 < clean.code_share < 0.15
+    assert clean.widest_px > clean.column_px       # a wide table that scrolls inside its own box is fine
+    assert lint_fixture.pages[CLEAN][width].column_px == (784 if width == 1400 else 368)
+
+
+@browser
+def test_lint_fixture_report_script(lint_fixture_html):
+    proc = subprocess.run([sys.executable, str(CHECKOUT / "benchmarks" / "page_lint_report.py"),
+                           str(lint_fixture_html), "--quiet"], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rows = {line.split("|")[0].strip(): line for line in proc.stdout.splitlines() if "|" in line}
+    problems = {page: int(rows[page].split("|")[-1]) for page in (CLEAN, DOCTORED)}
+    assert problems[CLEAN] == 0 and problems[DOCTORED] >= 2 * len(DOCTORED_PROBLEMS)
+    assert "11.1" in rows[CLEAN] and "5.0" in rows[DOCTORED]
+
+
+# --------------------------------------------------------------------------------------------
+# the figures' PNG text chunk (no browser needed)
+
+def test_png_text_chunks_reads_what_page_png_writes(tmp_path):
+    import base64
+    import io
+    import zlib
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cellbook import plots
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.set_title("t", fontsize=7.2)
+    ax.tick_params(labelsize=9)
+    png = plots.page_png(fig)
+    plain = io.BytesIO()
+    fig.savefig(plain, format="png")             # matplotlib's own PNG: no text-size chunk
+    plt.close(fig)
+    assert MIN_TEXT_KEY == plots.MIN_TEXT_KEY
+    assert float(png_text_chunks(png)[MIN_TEXT_KEY]) == pytest.approx(10.0)   # 7.2 pt at 100 dpi
+    # iTXt (compressed or not) and zTXt chunks are read too; a non-PNG has none
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    head, rest = png[:33], png[33:]
+    doctored = (head + chunk(b"iTXt", b"a\0\0\0\0\0" + "ü".encode()) + chunk(b"iTXt", b"b\0\1\0\0\0"
+                + zlib.compress(b"12.5")) + chunk(b"zTXt", b"c\0\0" + zlib.compress(b"z")) + rest)
+    chunks = png_text_chunks(doctored)
+    assert (chunks["a"], chunks["b"], chunks["c"]) == ("ü", "12.5", "z")
+    assert png_text_chunks(b"GIF89a...") == {}
+    # resolved from a served URL to the file under the HTML folder, or from a data: URL
+    (tmp_path / "_images").mkdir()
+    (tmp_path / "_images" / "f.png").write_bytes(png)
+    base = "http://127.0.0.1:8000/"
+    assert figure_min_text_px(base + "_images/f.png", base, tmp_path) == pytest.approx(10.0)
+    assert figure_min_text_px("data:image/png;base64," + base64.b64encode(png).decode(), base, tmp_path) == pytest.approx(10.0)
+    assert figure_min_text_px(base + "_images/missing.png", base, tmp_path) is None
+    (tmp_path / "_images" / "plain.png").write_bytes(plain.getvalue())
+    assert figure_min_text_px(base + "_images/plain.png", base, tmp_path) is None
+
+
+def test_site_pages_skips_indexes_assets_and_redirects(tmp_path):
+    (tmp_path / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/intro.html" />')
+    for page in ("book/intro.html", "notebooks/part1/a.html", "genindex.html", "search.html", "_static/x.html"):
+        (tmp_path / page).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / page).write_text("<p>page</p>")
+    assert site_pages(tmp_path) == ["book/intro.html", "notebooks/part1/a.html"]
 
 
 # --------------------------------------------------------------------------------------------
