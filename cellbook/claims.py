@@ -97,6 +97,8 @@ def _f(x) -> str:
         return f"{float(x):.1e}"
     if report.is_number(x) and abs(float(x)) < 0.01:
         return report.fmt(x, 2)
+    if report.is_number(x) and abs(float(x)) < 1 and float(x) != 0:
+        return f"{float(x):.3f}"        # scores side by side with the same decimals: 0.670 vs 0.750
     return report.fmt(x)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -509,3 +510,480 @@ def paired_verdict(records: pd.DataFrame, baseline: str, metrics=("accuracy", "f
         row["beats baseline"] = bool(all(beats))
         out.append(row)
     return pd.DataFrame(out).sort_values(f"{metrics[0]} mean", ascending=False).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------
+# Part I's pages: the bookkeeping the chapters share (tables for the page, recorded figures,
+# files for the next chapters), kept here so that the notebooks show the method only.
+
+BASELINE = BASELINES["logreg_tuned"]
+STACKED = "Stacked ensemble"
+
+
+class FitCollector:
+    """``on_fit`` callback of :func:`evaluate_models` that keeps what the pages show after the run.
+
+    ``stacks[split_id]``: the stacked ensemble fitted on that split (its weights, out-of-fold scores and
+    ablation); ``tunings[(model, split_id)]``: a tuned deep model's per-setting table. With
+    ``verbose`` it prints one line per split as the split's models come back.
+    """
+
+    def __init__(self, verbose: bool = True):
+        self.stacks: dict = {}
+        self.tunings: dict = {}
+        self.verbose = bool(verbose)
+
+    def __call__(self, split_id, fitted: dict) -> None:
+        for name, est in (fitted or {}).items():
+            if hasattr(est, "weights_"):
+                self.stacks[split_id] = est
+            if getattr(est, "tuning_", None) is not None and name.endswith(TUNED):
+                self.tunings[(name[: -len(TUNED)], split_id)] = est.tuning_
+        if self.verbose:
+            print(f"split {split_id}: {len(fitted or {})} models fitted", flush=True)
+
+
+def is_deep(records: pd.DataFrame, name: str) -> bool:
+    """Whether ``name`` is a deep model in ``records``: one trained by epochs on every split."""
+    rows = records.loc[records["model"] == name, "epochs"]
+    return bool(len(rows)) and bool(rows.notna().all())
+
+
+def deep_models(records: pd.DataFrame) -> list[str]:
+    """The deep models of ``records`` in their order of first appearance."""
+    return [n for n in dict.fromkeys(records["model"]) if is_deep(records, n)]
+
+
+def mean_sd_by_model(records: pd.DataFrame, metric: str, models) -> list[str]:
+    """``report.mean_sd`` of ``metric`` over the splits, one string per model of ``models``."""
+    from .report import mean_sd
+
+    return [mean_sd(records.loc[records["model"] == n, metric]) for n in models]
+
+
+def table1(records: pd.DataFrame, summary: pd.DataFrame, paper: dict | None = None) -> pd.DataFrame:
+    """Table 1 as the page shows it: one row per model of ``summary`` (in its order), accuracy and
+    macro-F1 as mean ± SD over the splits (strings, same decimals), mean fit seconds (a number) and the
+    paper's accuracy (a number; NaN where the paper has none)."""
+    paper = PAPER_TABLE1 if paper is None else paper
+    models = list(summary["model"])
+    return pd.DataFrame({"model": models,
+                         "accuracy": mean_sd_by_model(records, "accuracy", models),
+                         "macro-F1": mean_sd_by_model(records, "f1_macro", models),
+                         "fit (s)": summary["fit_seconds_mean"].to_numpy(float),
+                         "paper": [paper.get(m, np.nan) for m in models]})
+
+
+def table1_record(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`table1` in the form the results JSON has always kept: fit seconds rounded to 0.1 and the
+    paper's value as a 4-decimal string ("" where there is none)."""
+    out = table.copy()
+    out["fit (s)"] = out["fit (s)"].round(1)
+    out["paper"] = out["paper"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
+    return out
+
+
+def summary_figures(summary: pd.DataFrame, records: pd.DataFrame) -> dict:
+    """The key figures of chapter I.3's summary table, as the results JSON records them:
+    ``best_model`` (the deep model of best mean accuracy), ``best_overall``, and per model
+    ``acc::`` / ``f1_macro::`` ([mean, SD]), ``fit_s::`` (mean seconds) and ``params::``."""
+    row = summary.set_index("model")
+    deep = [n for n in summary["model"] if records.loc[records.model == n, "epochs"].notna().all()]
+    out = {"best_model": row.loc[deep, "accuracy_mean"].idxmax(), "best_overall": row["accuracy_mean"].idxmax()}
+    for name in summary["model"]:
+        out[f"acc::{name}"] = [row.loc[name, "accuracy_mean"], row.loc[name, "accuracy_sd"]]
+        out[f"f1_macro::{name}"] = [row.loc[name, "f1_macro_mean"], row.loc[name, "f1_macro_sd"]]
+        out[f"fit_s::{name}"] = row.loc[name, "fit_seconds_mean"]
+        out[f"params::{name}"] = int(row.loc[name, "n_parameters_mean"])
+    return out
+
+
+def record_summary(rec, summary: pd.DataFrame, records: pd.DataFrame) -> dict:
+    """Record :func:`summary_figures` in the chapter's recorder ``rec``; returns them."""
+    figures = summary_figures(summary, records)
+    rec.update(figures)
+    return figures
+
+
+def artifacts_dir():
+    """Where Part I's chapters leave files for the next ones: ``<results>/../artifacts/part1``."""
+    from .results import results_dir
+
+    return results_dir().parent / "artifacts" / "part1"
+
+
+def write_for_next_chapters(records: pd.DataFrame, predictions: dict, models, split, obs_names,
+                            directory=None) -> list:
+    """What chapters I.4 and I.5 read from chapter I.3, written atomically to ``directory``
+    (:func:`artifacts_dir`): every split's records (``03_records.csv``) and the first split's test
+    predictions of every model, indexed by cell (``03_predictions_split<id>.csv``).
+    ``split`` is that split's ``(split_id, train, test)``. Returns the paths written."""
+    from .fsutil import write_text
+
+    art = Path(directory) if directory is not None else artifacts_dir()
+    sid, _, test = split
+    paths = [art / "03_records.csv", art / f"03_predictions_split{sid}.csv"]
+    write_text(paths[0], records.to_csv(index=False))
+    write_text(paths[1], pd.DataFrame({m: predictions[(m, sid)] for m in models},
+                                      index=pd.Index(obs_names)[test]).to_csv())
+    return paths
+
+
+def mean_sd_text(pair) -> str:
+    """A recorded ``[mean, SD]`` as prose: ``"0.776 ± 0.010"`` (3 decimals; the mean alone without SD)."""
+    m, s = pair
+    return f"{m:.3f}" + (f" ± {s:.3f}" if s is not None else "")
+
+
+def tuning_choices(tunings: dict, grid) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From :attr:`FitCollector.tunings`: one row per deep model and split (the chosen setting, the
+    validation accuracy of the paper's setting and of the chosen one), and how often each setting was
+    chosen per model (columns ``setting i: <setting>``, "paper" for the paper's)."""
+    chosen = pd.DataFrame([{"model": m, "split": s, "chosen setting": int(t.loc[t["chosen"], "setting"].iloc[0]),
+                            "val accuracy, paper": t.loc[0, "val_accuracy"],
+                            "val accuracy, chosen": t.loc[t["chosen"], "val_accuracy"].iloc[0]}
+                           for (m, s), t in tunings.items()])
+    counts = chosen.groupby("model")["chosen setting"].value_counts().unstack(fill_value=0)
+    counts.columns = [f"setting {c}: {grid[c] or 'paper'}" for c in counts.columns]
+    return chosen, counts
+
+
+def model_sizes(inputs, k: int, chunk: int) -> pd.DataFrame:
+    """Parameter counts of the paper's models (MLP, CNN, LSTM, LSTM + attention, and the joint CNN
+    ensemble of ``k`` members) for each ``(n_genes, n_types)`` of ``inputs``: one column per input,
+    named ``parameters (<genes> genes, <types> types)``."""
+    from .annotate import build_model
+    from .models.ensemble import JointEnsemble
+    from .train import count_parameters
+
+    cols = [f"parameters ({g} genes, {c} types)" for g, c in inputs]
+    rows = []
+    for label, arch in [("MLP", "mlp"), ("CNN", "cnn"), ("LSTM", "lstm"), ("LSTM + attention", "lstm_att")]:
+        kw = {"chunk": chunk} if "lstm" in arch else {}
+        rows.append({"model": label, **{col: count_parameters(build_model(arch, g, c, **kw))
+                                        for col, (g, c) in zip(cols, inputs)}})
+    rows.append({"model": f"CNN ensemble (K = {k})", **{
+        col: count_parameters(JointEnsemble([build_model("cnn", g, c) for _ in range(k)]))
+        for col, (g, c) in zip(cols, inputs)}})
+    return pd.DataFrame(rows)
+
+
+# chapter I.4 ---------------------------------------------------------------------------------
+
+#: Part I's cell types along the haematopoietic hierarchy (neighbouring lineages next to each other).
+HIERARCHY = ["HSC", "Prog", "GMP", "ProMono", "Mono", "cDC", "pDC", "earlyEry", "lateEry", "ProB", "B",
+             "Plasma", "T", "CTL", "NK"]
+#: Stem and progenitor types: an error with one of them on either side takes an early stage for a
+#: committed one (or the reverse); the lineage map gives them lineages of their own.
+EARLY_TYPES = ("HSC", "Prog", "GMP")
+
+
+def hierarchy_order(labels) -> list[str]:
+    """``labels`` in :data:`HIERARCHY` order, unknown labels last (sorted)."""
+    present = set(labels)
+    return [t for t in HIERARCHY if t in present] + sorted(present - set(HIERARCHY))
+
+
+def chapter3_predictions(X, y, split, obs_names, *, model=None, k: int = 5, grid=None, gene_names=None,
+                         directory=None, **common) -> tuple[str, np.ndarray, str]:
+    """The test predictions of chapter I.3's best deep model (or of ``model``) on ``split``
+    (``(split_id, train, test)``): read from chapter I.3's saved predictions when they cover exactly
+    these test cells, else retrained here with the same split and settings (``common``: the deep
+    settings). Returns ``(model name, predicted labels, where they come from)``."""
+    from .results import load
+
+    sid, tr, te = split
+    art = (Path(directory) if directory is not None else artifacts_dir()) / f"03_predictions_split{sid}.csv"
+    try:
+        chosen = model or load("part1/03_table1")["figures"]["best_model"]
+    except FileNotFoundError:
+        chosen = model or "CNN ensemble (joint)"
+    if art.exists():
+        saved = pd.read_csv(art, index_col=0)
+        if chosen in saved and list(saved.index) == list(np.asarray(obs_names)[te]):
+            return chosen, saved[chosen].astype(str).values, "chapter I.3's saved predictions"
+    zoo = model_zoo(k=k, include=[chosen], grid=grid)
+    _, pr, _ = evaluate_models(X, y, [(sid, tr, te)], zoo, gene_names=gene_names, progress=False, **common)
+    return chosen, pr[(chosen, sid)], "retrained here (chapter I.3's predictions were not found)"
+
+
+def error_anatomy(truth, pred, connectivities, early=EARLY_TYPES) -> dict:
+    """Where the wrongly classified cells sit, as chapter I.4 records it.
+
+    ``wrong_in_predicted_neighbourhood``: share of wrong cells whose neighbours (``connectivities``, the
+    test cells' kNN graph) hold more cells of the predicted type than of the true one;
+    ``wrong_within_lineage``: share of errors inside one lineage; ``n_wrong``, ``n_wrong_early``
+    (errors with an ``early`` type on either side) and ``rest_within_lineage`` (the other errors'
+    share inside one lineage). NaN where there is nothing to count.
+    """
+    from .annotate import to_lineage
+
+    truth, pred = np.asarray(truth), np.asarray(pred)
+    conn = connectivities.tocsr()
+    wrong = np.flatnonzero(truth != pred)
+    agree = []
+    for i in wrong:
+        nb = conn[i].indices
+        if len(nb):
+            agree.append(np.mean(truth[nb] == pred[i]) > np.mean(truth[nb] == truth[i]))
+    out = {"wrong_in_predicted_neighbourhood": float(np.mean(agree)) if agree else float("nan")}
+    lt, lp = to_lineage(truth[wrong]), to_lineage(pred[wrong])
+    out["wrong_within_lineage"] = float(np.mean(lt == lp)) if len(wrong) else float("nan")
+    is_early = np.isin(truth[wrong], list(early)) | np.isin(pred[wrong], list(early))
+    out["n_wrong"], out["n_wrong_early"] = int(len(wrong)), int(is_early.sum())
+    rest = ~is_early
+    out["rest_within_lineage"] = float(np.mean(lt[rest] == lp[rest])) if rest.any() else float("nan")
+    return out
+
+
+# chapter I.5 ---------------------------------------------------------------------------------
+
+def random_split_records(models, directory=None):
+    """Chapter I.3's per-split records of ``models`` (``03_records.csv``), or None when they are missing
+    or do not hold exactly these models."""
+    art = (Path(directory) if directory is not None else artifacts_dir()) / "03_records.csv"
+    rand = pd.read_csv(art) if art.exists() else pd.DataFrame(columns=["model"])
+    rand = rand[rand.model.isin(list(models))]
+    if rand.empty or set(rand.model) != set(models):
+        return None
+    return rand
+
+
+def first_split_predictions(directory=None, split_id=0):
+    """Chapter I.3's test predictions of split ``split_id`` (cells x models), or None if it saved none."""
+    art = (Path(directory) if directory is not None else artifacts_dir()) / f"03_predictions_split{split_id}.csv"
+    return pd.read_csv(art, index_col=0) if art.exists() else None
+
+
+def healthy_donors(obs: pd.DataFrame) -> list[str]:
+    """Chapter I.5's test donors: those whose ``condition`` is "healthy" (van Galen: BM1-BM3); without a
+    healthy donor (e.g. the synthetic stand-in) the first donor."""
+    donor = obs["donor"].astype(str)
+    if "condition" in obs and (obs["condition"] == "healthy").any():
+        return sorted(donor[obs["condition"] == "healthy"].unique())
+    return sorted(set(donor))[:1]
+
+
+def random_split_results(X, y, zoo: dict, seeds, test_size: float, gene_names=None, directory=None,
+                         **common) -> tuple[pd.DataFrame, str]:
+    """The random-split records of the ``zoo``'s models: chapter I.3's (:func:`random_split_records`), or,
+    when it has not run exactly these models, the same random 2:1 splits (``seeds``) computed here.
+    Returns ``(records, where they come from)``."""
+    from .splits import repeated_splits
+
+    rand = random_split_records(entry_names(zoo), directory=directory)
+    if rand is not None:
+        return rand, "chapter I.3"
+    rand, _, _ = evaluate_models(X, y, repeated_splits(y, seeds=seeds, test_size=test_size), zoo,
+                                 gene_names=gene_names, progress=False, **common)
+    return rand, "computed here (chapter I.3's records were missing or had other models)"
+
+
+def random_vs_heldout(both: pd.DataFrame, models) -> tuple[pd.DataFrame, dict]:
+    """Random split against held-out donors, per model: ``both`` holds the records of both kinds of split
+    (``split_kind`` "random 2:1" / "held-out donors"). Returns the page's table (mean ± SD strings per
+    metric and kind, and the change of the mean, held-out minus random, as numbers) and the figures the
+    results JSON records: ``<metric>_random::<model>`` and ``<metric>_heldout::<model>`` ([mean, SD])."""
+    from .metrics import summarize
+    from .report import pm
+
+    models = list(models)
+    s = summarize(both, by=["model", "split_kind"], metrics=["accuracy", "f1_macro"])
+    wide = s.pivot(index="model", columns="split_kind").loc[models]
+    comp = pd.DataFrame(index=pd.Index(models, name="model"))
+    figures = {}
+    for m, label in (("accuracy", "accuracy"), ("f1_macro", "macro-F1")):
+        for kind, short in (("random 2:1", "random"), ("held-out donors", "held-out")):
+            comp[f"{label}, {short}"] = [pm(wide.loc[x, (m + "_mean", kind)], wide.loc[x, (m + "_sd", kind)])
+                                         for x in models]
+        comp[f"{label} change"] = [wide.loc[x, (m + "_mean", "held-out donors")]
+                                   - wide.loc[x, (m + "_mean", "random 2:1")] for x in models]
+        for x in models:
+            figures[f"{m}_random::{x}"] = [wide.loc[x, (m + "_mean", "random 2:1")],
+                                           wide.loc[x, (m + "_sd", "random 2:1")]]
+            figures[f"{m}_heldout::{x}"] = [wide.loc[x, (m + "_mean", "held-out donors")],
+                                            wide.loc[x, (m + "_sd", "held-out donors")]]
+    return comp, figures
+
+
+def heldout_change(figures, model: str, metric: str = "accuracy") -> float:
+    """Held-out minus random-split mean of ``metric`` for ``model`` (from :func:`random_vs_heldout`'s
+    figures, or a recorder holding them)."""
+    return figures[f"{metric}_heldout::{model}"][0] - figures[f"{metric}_random::{model}"][0]
+
+
+def per_type_recall(y_test, heldout_pred: dict, names, seed, truth=None, random_pred=None) -> pd.DataFrame:
+    """Per-type recall on the held-out donors (``heldout_pred[(name, seed)]``, test labels ``y_test``)
+    and, where chapter I.3's first-split predictions ``random_pred`` (cells x models) cover the model, on
+    the random split (``truth``: every cell's label, indexed by cell); plus the held-out cells per type."""
+    from .metrics import per_class
+
+    rows = []
+    for name in names:
+        rows.append(per_class(y_test, heldout_pred[(name, seed)])["recall"].rename(f"{name}: held-out donors"))
+        if random_pred is not None and name in random_pred and set(random_pred.index) <= set(truth.index):
+            rows.append(per_class(truth[random_pred.index].values, random_pred[name].astype(str).values)["recall"]
+                        .rename(f"{name}: random split"))
+    out = pd.concat(rows, axis=1)
+    out["cells (held-out)"] = pd.Series(y_test).value_counts()
+    return out
+
+
+def lodo_figures(lodo_summary: pd.DataFrame) -> dict:
+    """``lodo::<model>`` = [accuracy mean, SD, macro-F1 mean, SD] per row of the leave-donors-out summary."""
+    return {f"lodo::{r['model']}": [r["accuracy_mean"], r["accuracy_sd"], r["f1_macro_mean"], r["f1_macro_sd"]]
+            for _, r in lodo_summary.iterrows()}
+
+
+def mean_sd_columns(summary: pd.DataFrame, metrics=(("accuracy", "accuracy"), ("f1_macro", "macro-F1")),
+                    key: str = "model") -> pd.DataFrame:
+    """A :func:`cellbook.metrics.summarize` table as the page shows it: ``key`` and one "mean ± SD"
+    column per ``(metric, label)``."""
+    from .report import pm
+
+    out = pd.DataFrame({key: summary[key]})
+    for m, label in metrics:
+        out[label] = [pm(a, s) for a, s in zip(summary[f"{m}_mean"], summary[f"{m}_sd"])]
+    return out
+
+
+# chapter I.6 ---------------------------------------------------------------------------------
+
+def load_query(data_path=None, fallback: str = "error"):
+    """The GSE194122 starter subset (chapter I.6's query), or None (with a sentence saying so) when it
+    is missing and ``fallback`` is not "error"."""
+    from . import datasets
+
+    try:
+        return datasets.gse194122(path=data_path, starter=True)
+    except datasets.DatasetNotFoundError:
+        if fallback == "error":
+            raise
+        print("GSE194122 starter subset not available: this chapter's annotation part is skipped")
+        return None
+
+
+def lineage_scores(adata, key: str = "predicted_cell_type") -> dict:
+    """Agreement and macro-F1 with the query's own labels, at lineage level, over every cell whose own
+    label has a lineage; a cell left "Unassigned" (or of no lineage) counts as a miss, it is not dropped.
+    Returns ``{"agreement", "f1_macro", "n"}``."""
+    from .annotate import to_lineage
+    from .metrics import classification
+
+    import warnings
+
+    t, p = to_lineage(adata.obs["cell_type"]), to_lineage(adata.obs[key])
+    ok = pd.notna(t)
+    p = np.where(pd.notna(p), p, "Unassigned").astype(str)
+    with warnings.catch_warnings():
+        # "Unassigned" is a predicted class that is never a true lineage, on purpose: such cells count as
+        # misses. scikit-learn's balanced accuracy warns about exactly that ("y_pred contains classes not in
+        # y_true"), which says nothing new here.
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true", category=UserWarning)
+        m = classification(t[ok].astype(str), p[ok], labels=sorted(set(t[ok].astype(str))))
+    return {"agreement": float((t[ok].astype(str) == p[ok]).mean()), "f1_macro": m["f1_macro"], "n": int(ok.sum())}
+
+
+def lineage_confusion(adata, key: str = "predicted_cell_type") -> tuple[pd.DataFrame, pd.Series]:
+    """Row-normalised lineage confusion of an annotated query (own lineage x predicted lineage, predicted
+    cells of no lineage as "Unassigned": a column, never a row), and per cell with a lineage whether the
+    lineages agree."""
+    from .annotate import to_lineage
+    from .metrics import confusion
+
+    lt, lp = to_lineage(adata.obs["cell_type"]), to_lineage(adata.obs[key])
+    ok = pd.notna(lt)
+    lp = np.where(pd.notna(lp), lp, "Unassigned").astype(object)
+    right = pd.Series(lt == lp, index=adata.obs_names)[ok]
+    cm = confusion(lt[ok].astype(str), lp[ok].astype(str))
+    own = sorted(set(lt[ok].astype(str)))
+    return cm.loc[[t for t in cm.index if t in own]], right
+
+
+def scratch_dir(prefix: str = "cellbook-annotate-") -> Path:
+    """A new temporary folder (for a chapter's model file and the command line's input and output)."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def annotate_cli(query, model_path, directory) -> np.ndarray | None:
+    """Annotate ``query`` with the model file ``model_path`` through the command line
+    (``cellbook annotate query.h5ad --model <file> -o annotated.h5ad``, files in ``directory``): prints
+    the command and the first lines it printed (file names only), returns the labels (None if it failed)."""
+    import subprocess
+    import sys
+
+    import anndata as ad
+
+    d, model_path = Path(directory), Path(model_path)
+    query.write_h5ad(d / "query.h5ad")
+    cli = subprocess.run([sys.executable, "-m", "cellbook.run", "annotate", str(d / "query.h5ad"), "--model",
+                          str(model_path), "-o", str(d / "annotated.h5ad")], capture_output=True, text=True)
+    print(f"$ cellbook annotate query.h5ad --model {model_path.name} -o annotated.h5ad")
+    said = "\n".join(cli.stdout.strip().splitlines()[:6]) or cli.stderr.strip().splitlines()[-1]
+    print(said.replace(str(d) + "/", "").replace(str(d), "."))
+    if cli.returncode != 0:
+        return None
+    return ad.read_h5ad(d / "annotated.h5ad").obs["predicted_cell_type"].astype(str).values
+
+
+def chapter_figures(name: str) -> dict | None:
+    """The recorded figures of chapter ``name`` (e.g. "part1/03_table1"), or None if it has not run."""
+    from .results import load
+
+    try:
+        return load(name)["figures"]
+    except FileNotFoundError:
+        return None
+
+
+#: The rows of Part I's conclusion table (chapter I.6), in order.
+CONCLUSION_MODELS = [STACKED, BASELINE, "Gradient boosting (HVGs)", "CellTypist", "Regularised MLP ensemble",
+                     "CNN ensemble (joint)", "CNN ensemble (joint) (tuned)", "CNN", "kNN on PCA"]
+
+
+def conclusion_table(t1: dict | None, ho: dict | None, names=None, paper: dict | None = None) -> pd.DataFrame:
+    """Part I's conclusion: per model, accuracy and macro-F1 (mean ± SD) on the random splits (chapter
+    I.3's figures ``t1``) and on held-out donors (chapter I.5's ``ho``), and the paper's accuracy ("" where
+    it has none); models neither chapter ran are left out."""
+    from .report import pm
+
+    paper = PAPER_TABLE1 if paper is None else paper
+    rows = []
+    for name in names or CONCLUSION_MODELS:
+        row = {"model": name}
+        if t1 and f"acc::{name}" in t1:
+            row["random split: accuracy"] = pm(*t1[f"acc::{name}"])
+            row["random split: macro-F1"] = pm(*t1[f"f1_macro::{name}"])
+        if ho and f"accuracy_heldout::{name}" in ho:
+            row["held-out donors: accuracy"] = pm(*ho[f"accuracy_heldout::{name}"])
+            row["held-out donors: macro-F1"] = pm(*ho[f"f1_macro_heldout::{name}"])
+        row["paper (accuracy)"] = paper.get(name, "")
+        if len(row) > 2:
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+#: The zoo's deep models (trained by epochs); a tuned one is ``name + TUNED``.
+DEEP_MODELS = frozenset(n for n, s in model_zoo(k=2).items() if "architecture" in s)
+
+
+def is_deep_name(name: str) -> bool:
+    """Whether the zoo entry ``name`` (tuned or not) is a deep model."""
+    return name in DEEP_MODELS or (name.endswith(TUNED) and name[: -len(TUNED)] in DEEP_MODELS)
+
+
+def deep_verdict(t1: dict) -> dict:
+    """What chapter I.3's figures ``t1`` say about the deep models against the tuned logistic regression:
+    ``deep_winners`` (deep models that beat it), ``other_winners`` (models that beat it and are not deep,
+    e.g. the stacked ensemble), ``best_deep`` (chapter I.3's best deep model), ``stack_weights`` (mean
+    weight per stack candidate, largest first) and ``deep_weight`` (the deep candidates' total weight)."""
+    win = list(t1.get("beats_baseline", []))
+    weights = pd.Series(t1.get("stack_weights_mean") or {}, dtype=float).sort_values(ascending=False)
+    deep_w = [n for n in weights.index if is_deep_name(n)]
+    return {"deep_winners": [w for w in win if is_deep_name(w)],
+            "other_winners": [w for w in win if not is_deep_name(w)],
+            "best_deep": t1.get("best_model"), "stack_weights": weights.to_dict(),
+            "deep_weight": float(weights[deep_w].sum()) if deep_w else 0.0,
+            "deep_members": deep_w}

@@ -174,7 +174,8 @@ def _cell_text(value, kind: str, places: int) -> str:
 def format_table(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """Every cell of ``df`` as the page shows it (strings): integers stay integers (``10,032``), seconds get
     one decimal, p-values :func:`fmt_p`, other numbers ``digits`` significant digits of the column's largest
-    value with the same decimals down the column, missing values an en dash, booleans yes / no."""
+    value (at least ``digits`` decimals for a column of scores or shares at most 1, never more than 4) with
+    the same decimals down the column, missing values an en dash, booleans yes / no."""
     out = {}
     for col in df.columns:
         values = df[col]
@@ -183,7 +184,9 @@ def format_table(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         if kind == "float":
             finite = pd.to_numeric(values, errors="coerce").abs()
             finite = finite[np.isfinite(finite)]
-            places = decimals(finite.max(), digits) if len(finite) and finite.max() > 0 else digits
+            top = finite.max() if len(finite) else 0.0
+            # scores and shares (at most 1) keep ``digits`` decimals, side by side; never more than 4
+            places = digits if not top > 0 else min(4, max(decimals(top, digits), digits if top <= 1 else 0))
         out[col] = [_cell_text(v, kind, places) for v in values]
     return pd.DataFrame(out, index=df.index, columns=df.columns)
 

@@ -36,7 +36,7 @@ def test_format_table_per_column_kind():
     assert out["cells"].tolist() == ["10,032", "5"]             # integer-valued floats stay integers
     assert out["p (paired t)"].tolist() == ["6.0e-17", "0.031"]  # p-values: fmt_p, never 0.0
     assert out["beats"].tolist() == ["yes", "no"]
-    assert out["macro-F1"].tolist() == ["–", "0.00527"]         # missing: en dash, never nan
+    assert out["macro-F1"].tolist() == ["–", "0.0053"]          # missing: en dash; never more than 4 decimals
     assert out["paper"].tolist() == ["–", "0.904"]
 
 
@@ -162,7 +162,7 @@ FIGS = {"acc::A": [0.90, 0.01], "acc::B": [0.85, 0.02], "acc::C": [0.895, 0.02],
     ({"kind": "better", "a": "acc::A", "b": "acc::B"}, claims.HOLDS, "more than the spread over repeats"),
     ({"kind": "better", "a": "acc::A", "b": "acc::B", "p": "p_AB"}, claims.HOLDS, "paired p = 0.001"),
     ({"kind": "better", "a": "acc::A", "b": "acc::C"}, claims.FAILS, "within the spread over repeats"),
-    ({"kind": "better", "a": "acc::B", "b": "acc::A"}, claims.FAILS, "lower by 0.05, not better"),
+    ({"kind": "better", "a": "acc::B", "b": "acc::A"}, claims.FAILS, "lower by 0.050, not better"),
     ({"kind": "better", "a": ["err", "X"], "b": ["err", "Y"], "lower": True, "a_sd": ["err_sd", "X"],
       "b_sd": ["err_sd", "Y"]}, claims.HOLDS, "better by 0.03"),
     ({"kind": "within", "value": ["shares", "Spearman"], "target": 0.884, "tolerance": 0.05}, claims.HOLDS, "within"),
