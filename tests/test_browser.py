@@ -379,17 +379,24 @@ def test_page_lint_report_written(page_lint):
 # --------------------------------------------------------------------------------------------
 # the fixture book: the same checks catch a broken link, a missing image and a notebook that raised
 
-@pytest.fixture(scope="module")
-def fixture_site(tmp_path_factory, driver):
+def build_fixture_book(book: Path, tmp: Path) -> Path:
+    """Build a copy of the fixture book ``book`` under ``tmp`` with Jupyter Book; returns its HTML folder."""
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or shutil.which("jupyter-book")
     if not jb:
         pytest.skip("jupyter-book is not installed (pip install -e '.[book]')")
-    src = tmp_path_factory.mktemp("minibook") / "book"
-    shutil.copytree(FIXTURE_BOOK, src)
+    src = tmp / "book"
+    shutil.copytree(book, src)
     proc = subprocess.run([jb, "build", str(src), "--path-output", str(src), "--keep-going"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=180)
     html = src / "_build" / "html"
-    assert (html / "index.html").exists(), f"fixture book did not build:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    assert (html / "index.html").exists(), \
+        f"fixture book {book.name} did not build:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return html
+
+
+@pytest.fixture(scope="module")
+def fixture_site(tmp_path_factory, driver):
+    html = build_fixture_book(FIXTURE_BOOK, tmp_path_factory.mktemp("minibook"))
     with serve(html) as base:
         report = crawl(driver, base)
     return report
@@ -435,16 +442,7 @@ CLEAN = "notebooks/part1/clean.html"
 
 @pytest.fixture(scope="module")
 def lint_fixture_html(tmp_path_factory):
-    jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or shutil.which("jupyter-book")
-    if not jb:
-        pytest.skip("jupyter-book is not installed (pip install -e '.[book]')")
-    src = tmp_path_factory.mktemp("lintbook") / "book"
-    shutil.copytree(LINT_BOOK, src)
-    proc = subprocess.run([jb, "build", str(src), "--path-output", str(src), "--keep-going"],
-                          capture_output=True, text=True, timeout=180)
-    html = src / "_build" / "html"
-    assert (html / "index.html").exists(), f"lint fixture book did not build:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-    return html
+    return build_fixture_book(LINT_BOOK, tmp_path_factory.mktemp("lintbook"))
 
 
 @pytest.fixture(scope="module")
