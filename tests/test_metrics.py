@@ -72,7 +72,7 @@ def test_summarize_mean_sd_se():
     assert s.loc["b", "n"] == 2
     from cellbook import report
 
-    assert report.mean_sd([0.8, 0.9, 1.0]) == "0.9 ± 0.1"
+    assert report.mean_sd([0.8, 0.9, 1.0]) == "0.900 ± 0.100"   # mean and SD share their decimals
     assert report.mean_sd([0.75]) == "0.75"
 
 
