@@ -152,7 +152,10 @@ def _signalled(root: Path, sig: int) -> tuple[int, str, int]:
     proc = subprocess.Popen(
         [sys.executable, "-c", LIGHT_CLI, "run", "demo", "--root", str(root), "--device", "cpu",
          "-p", "mode=sleep", "-p", f"ready_file={ready}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a job started in the background (`cmd &` in a script) inherits SIGINT ignored, and Python then never
+        # raises KeyboardInterrupt: give the run the disposition a user's terminal gives it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not (ready.exists() and ready.read_text()) and proc.poll() is None and time.monotonic() < deadline:
