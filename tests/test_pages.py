@@ -321,3 +321,20 @@ def test_the_book_drops_live_code_scripts():
     sphinx_ext.drop_thebe_scripts(None, "index", "page.html", context, None)
     assert [s.filename for s in context["script_files"]] == ["_static/mathjax/tex-chtml.js"]
     assert context["css_files"] == ["_static/cellbook.css"]
+
+
+def test_notebooks_import_only_what_they_use():
+    """Every notebook's imports are used somewhere in it (names in f-strings count: they are ast.Name nodes)."""
+    import ast
+
+    problems = []
+    for name, nb in _chapters():
+        code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+        tree = ast.parse(code)
+        imported = {a.asname or a.name.split(".")[0] for n in ast.walk(tree)
+                    if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        unused = imported - used
+        if unused:
+            problems.append(f"{name}: unused imports {sorted(unused)}")
+    assert not problems, "\n".join(problems)
