@@ -1,7 +1,7 @@
 # cellbook: the two commands a new user needs.
 #   make book   - set up, fetch the data the chapters need (official sources, or CELLBOOK_MIRROR),
 #                 execute every notebook (papermill, PROFILE=quick) and build book/_build/html
-#   make test   - set up and run the tests (the browser test too, once the book is built)
+#   make test   - set up, lint (ruff) and run the tests (the browser test too, once the book is built)
 # Options: make book PROFILE=full DEVICE=cuda   |   make book NOTEBOOKS=part1   |   PYTHON=python3.11
 #          make book JOBS=3   (parts at once; one part: its sweeps on 3 Dask workers)   |   make book SCHEDULER=tcp://host:8786
 #          make book FALLBACK=synthetic   (the offline demo: labelled SYNTHETIC stand-ins, nothing fetched)
@@ -25,7 +25,7 @@ ifeq ($(origin CELLBOOK_DATA), undefined)
 endif
 export PYTHONHASHSEED := 0
 
-.PHONY: book notebooks html test test-fast clean install bench
+.PHONY: book notebooks html test test-fast lint clean install bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,10 +47,13 @@ html: $(STAMP)
 book: notebooks html
 	@echo "Book: $(abspath book/_build/html/index.html)"
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check cellbook tests benchmarks notebooks
+
+test: lint
 	$(PY) -m pytest -ra
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(PY) -m pytest -ra -m "not notebook and not browser"
 
 bench: $(STAMP)

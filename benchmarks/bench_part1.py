@@ -16,7 +16,6 @@ Not a test: numbers depend on the machine and on what else runs on it.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -84,10 +83,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="JSON output (default: <results dir>/_bench_part1.json)")
     args = ap.parse_args(argv)
 
+    from bench_data import part1_matrix
+
     import cellbook as cb
     from cellbook.models.cnn1d import CNN1D
     from cellbook.models.ensemble import joint
-    from bench_data import part1_matrix
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,11 +127,13 @@ def main(argv=None) -> int:
             host = min(trainer_fit(make(), X, y, args.epochs, device, resident=False)
                        for _ in range(max(1, args.repeats)))
             out[name]["trainer_host_rows_cells_per_s"] = n_cells / host
-            print(f"  {name:14s} resident {out[name]['trainer_cells_per_s']:10,.0f}   host rows {n_cells / host:10,.0f}")
+            print(f"  {name:14s} resident {out[name]['trainer_cells_per_s']:10,.0f}"
+                  f"   host rows {n_cells / host:10,.0f}")
         for name, make in variants.items():
             loop = min(trainer_fit(make(), X, y, args.epochs, device) for _ in range(max(1, args.repeats)))
             out[name]["trainer_member_loop_cells_per_s"] = n_cells / loop
-            print(f"  {name:14s} fused    {out[name]['trainer_cells_per_s']:10,.0f}   member loop {n_cells / loop:8,.0f}")
+            print(f"  {name:14s} fused    {out[name]['trainer_cells_per_s']:10,.0f}"
+                  f"   member loop {n_cells / loop:8,.0f}")
         print("CUDA graphs (Trainer(graphs=True), batch 128): one captured step replayed per full batch")
         for name, make in makers.items():
             gsec = min(trainer_fit(make(), X, y, args.epochs, device, graphs=True) for _ in range(max(1, args.repeats)))

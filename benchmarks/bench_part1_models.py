@@ -31,21 +31,20 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
-    import numpy as np
     import torch
 
     import cellbook as cb
     from cellbook import splits as cbs
     from cellbook.comparison import entry_names, evaluate_models, model_zoo
     from cellbook.fsutil import write_json
-    from cellbook.run import plan
+    from cellbook.runner import plan
 
     over = {}
     if args.models:
         over = {"models": [m.strip() for m in args.models.split(",")], "stack_members": []}
     import ast
 
-    from cellbook.run import notebook_parameters
+    from cellbook.layout import notebook_parameters
 
     P = {k: ast.literal_eval(v) for k, v in notebook_parameters(args.notebook).items()}   # the cell's defaults
     P.update(plan(args.notebook, args.profile, args.device, over))                        # + profile + overrides

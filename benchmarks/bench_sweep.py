@@ -3,8 +3,8 @@
     python benchmarks/bench_sweep.py                      # 10 architectures x 3 folds, 20 epochs, 1000 genes
     python benchmarks/bench_sweep.py --folds 2 --epochs 10 --workers 2
 
-Prints the seconds of each way (the cluster's start-up and the workers' first imports apart), their ratio, and whether the results are
-the same numbers. Each way runs the same tasks (cellbook.sweeps.fit_autoencoder_fold, one per
+Prints the seconds of each way (the cluster's start-up and the workers' first imports apart), their ratio, and
+whether the results are the same numbers. Each way runs the same tasks (cellbook.sweeps.fit_autoencoder_fold, one per
 architecture and fold, each with its own seed). The serial run uses one torch thread, as the notebook
 does; a serial run on every core is printed beside it for reference.
 """
@@ -68,11 +68,13 @@ def main() -> None:
     print(f"{f'Dask LocalCluster, {args.workers} workers x 1 thread':44s} {t_dask:8.1f}")
     print(f"{'  first sweep (workers import cellbook)':44s} {t_cold:8.1f}  (+{t_start:.1f} s cluster start-up)")
     print(f"ratio serial (1 thread) / Dask: {t_serial / t_dask:.2f}x; first sweep with start-up: "
-          f"{t_serial / (t_cold + t_start):.2f}x; serial ({os.cpu_count()} threads) / Dask: {t_serial_all / t_dask:.2f}x")
+          f"{t_serial / (t_cold + t_start):.2f}x; "
+          f"serial ({os.cpu_count()} threads) / Dask: {t_serial_all / t_dask:.2f}x")
     busy_serial, busy_dask = sum(r["seconds"] for r in serial), sum(r["seconds"] for r in dask)
     print(f"training seconds summed over fits: serial {busy_serial:.1f}, Dask {busy_dask:.1f} "
           f"(each fit {busy_dask / busy_serial:.2f}x as long in a worker); the best a {args.workers}-worker split "
-          f"of these fits could do: {busy_serial / max(busy_dask / args.workers, max(r['seconds'] for r in dask)):.2f}x")
+          f"of these fits could do: "
+          f"{busy_serial / max(busy_dask / args.workers, max(r['seconds'] for r in dask)):.2f}x")
     print(f"same numbers on both: {same}")
 
 

@@ -24,7 +24,8 @@ TIMING = re.compile(r"(second|(^|[_:\s])s$|_s::|^fit_s|\(s\)|\btime\b|_time|time
 # A table or headline row about time (a t-test of fit seconds, "seconds to classify 96 images", a claim
 # that one model trains faster): its numbers are timings too, and the whole row is left out.
 TIMING_ROW = re.compile(TIMING.pattern + r"|\bfaster\b|\bslower\b|\bmin(utes)?\b|seconds", re.IGNORECASE)
-PM = re.compile(r"^\s*([-+]?[\d,]*\.?\d+(?:[eE][-+]?\d+)?)\s*(%?)\s*±\s*([-+]?[\d,]*\.?\d+(?:[eE][-+]?\d+)?)\s*(%?)\s*$")
+PM = re.compile(r"^\s*([-+]?[\d,]*\.?\d+(?:[eE][-+]?\d+)?)\s*(%?)\s*±"
+                r"\s*([-+]?[\d,]*\.?\d+(?:[eE][-+]?\d+)?)\s*(%?)\s*$")
 
 
 def load_tree(root: Path) -> dict[str, dict]:

@@ -67,7 +67,7 @@ scale=()
 echo "parts: ${parts[*]}; sweeps: ${scale[*]:-in process}; CUDA graphs in the notebooks: ${CELLBOOK_CUDA_GRAPHS:-0}" \
   | tee -a "$out/gpu.txt"
 for part in "${parts[@]}"; do
-  step "run_${part//\//_}" "${GPU_CHECK_PART_S:-7200}" $PY -m cellbook.run run "$part" --profile full --device "$DEV" "${scale[@]}"
+  step "run_${part//\//_}" "${GPU_CHECK_PART_S:-7200}" $PY -m cellbook.cli run "$part" --profile full --device "$DEV" "${scale[@]}"
 done
 # what the runs left: the run record, executed and failed copies (per-cell seconds are in them)
 cp book/_build/results/_run.json "$out/" 2>/dev/null || true

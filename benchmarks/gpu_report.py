@@ -4,7 +4,8 @@
 
 Reads ``DIR/_run.json`` (notebooks that finished), ``DIR/executed`` and ``DIR/failed`` (papermill's
 per-cell durations; a notebook stopped at its time limit is in ``failed``), ``DIR/steps.txt``, the
-two benchmark JSON files and ``DIR/sweeps.jsonl`` (each sweep's tasks done, its pace, and how long it ran).  Prints plain text; changes nothing.
+two benchmark JSON files and ``DIR/sweeps.jsonl`` (each sweep's tasks done, its pace, and how long it ran).
+Prints plain text; changes nothing.
 """
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def main(argv=None) -> int:
             status, path = f"{entry['seconds']:8.1f} s  finished on {entry.get('gpu') or entry.get('device')}", executed
         elif failed.exists():
             cells = cell_seconds(failed)
-            status, path = f"{sum(c[0] for c in cells):8.1f} s  STOPPED (time limit or error) in the cells shown", failed
+            status = f"{sum(c[0] for c in cells):8.1f} s  STOPPED (time limit or error) in the cells shown"
+            path = failed
         else:
             continue
         print(f"  {name:34s} {status}")

@@ -24,13 +24,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from browser_util import (  # noqa: E402
-    LINT_WIDTHS, chromium, chromium_missing_reason, lint_site, serve,
+    LINT_WIDTHS,
+    chromium,
+    chromium_missing_reason,
+    lint_site,
+    serve,
 )
 
 
 def html_dir(root: Path) -> Path:
     root = Path(root)
-    return root if (root / "index.html").exists() and not (root / "book").is_dir() else root / "book" / "_build" / "html"
+    if (root / "index.html").exists() and not (root / "book").is_dir():
+        return root
+    return root / "book" / "_build" / "html"
 
 
 def main(argv=None) -> int:
@@ -38,7 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("book_root", nargs="?", default=str(REPO),
                     help="a checkout with a built book (book/_build/html), or an HTML folder (default: this checkout)")
     ap.add_argument("--json", metavar="OUT", help="also write the per-page figures and the problems as JSON")
-    ap.add_argument("--widths", default=",".join(map(str, LINT_WIDTHS)), help="window widths in px (default: %(default)s)")
+    ap.add_argument("--widths", default=",".join(map(str, LINT_WIDTHS)),
+                    help="window widths in px (default: %(default)s)")
     ap.add_argument("--quiet", action="store_true", help="the table only, not every problem")
     args = ap.parse_args(argv)
     html = html_dir(Path(args.book_root))

@@ -57,7 +57,7 @@ def hand_loop(model, Xd, yd, steps, device, batch=128, amp=True, graph=False, se
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(s):
-            for i in range(3):       # warm up on a side stream (allocations, cuDNN choices)
+            for _ in range(3):       # warm up on a side stream (allocations, cuDNN choices)
                 step(static_idx)
         torch.cuda.current_stream().wait_stream(s)
         gr = torch.cuda.CUDAGraph()
@@ -106,18 +106,20 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
+    from bench_data import part1_matrix
+
     import cellbook as cb
     from cellbook.models.cnn1d import CNN1D
     from cellbook.models.ensemble import joint
     from cellbook.models.mlp import MLP
-    from bench_data import part1_matrix
 
     device = cb.resolve_device(args.device)
     _, X, y = part1_matrix(args.genes)
     n_cls = int(y.max()) + 1
     G = X.shape[1]
     print(f"{X.shape[0]} cells x {G} genes; {device}"
-          f"{' (' + torch.cuda.get_device_name(0) + ')' if device.startswith('cuda') else ''}; torch {torch.__version__}")
+          f"{' (' + torch.cuda.get_device_name(0) + ')' if device.startswith('cuda') else ''}; "
+          f"torch {torch.__version__}")
     Xd, yd = torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)
     makers = {"MLP": lambda: MLP(G, n_cls), "CNN": lambda: CNN1D(G, n_cls),
               f"CNN ensemble K={args.k}": lambda: joint(lambda i: CNN1D(G, n_cls), k=args.k, seed=0)}
@@ -144,7 +146,8 @@ def main(argv=None) -> int:
         print(f"{name:20s} {whole:14,.0f} {steady:15,.0f} {res['eager']:11,.0f} {res.get('fp32', float('nan')):10,.0f} "
               f"{res.get('graph', float('nan')):11,.0f} {res.get('trainer_graphs_steady', float('nan')):15,.0f}"
               + (f"   graph: {res['graph_error']}" if "graph_error" in res else "")
-              + (f"   Trainer graphs: {res['trainer_graphs']}" if res.get("trainer_graphs", "captured") != "captured" else ""),
+              + (f"   Trainer graphs: {res['trainer_graphs']}"
+                 if res.get("trainer_graphs", "captured") != "captured" else ""),
               flush=True)
     # where the Trainer's time goes: 3 epochs of the CNN under the profiler
     from torch.profiler import ProfilerActivity, profile

@@ -4,21 +4,52 @@ The handful of names notebooks use::
 
     import cellbook as cb
     ch = cb.open_chapter(globals(), data="bmmc")   # a notebook's first call: parameters, seed, recorder, data
-    cb.seed_everything(0); dev = cb.resolve_device("auto")
-    adata = cb.datasets.load_scrna("vangalen2019")
     trainer = cb.Trainer(model, max_epochs=10).fit(X, y)
     cb.metrics.classification(y_true, y_pred)
-    rec = cb.Recorder(profile=profile, device=device, seed=seed); ...; rec.save()
+    clf = cb.CellTypeClassifier(architecture="cnn").fit(X, y, gene_names=genes)
+    cb.save_model(clf, "bmmc.cbm"); cb.annotate(query, model="bmmc.cbm")
+
+``import cellbook`` is light: each name below is imported from its module on first use (PEP 562),
+so ``cellbook --help`` and a Dask worker do not pay for torch, scanpy or scikit-learn up front.
 """
-from . import baselines, datasets, metrics, plots, preprocess, results  # noqa: F401
-from .preprocess import scrna as _scrna  # noqa: F401
-from .config import profile_parameters, resolve_device, seed_everything  # noqa: F401
-from .results import Recorder  # noqa: F401
-from .chapter import Chapter, open_chapter  # noqa: F401
-from .train import Trainer, count_parameters, train_autoencoder, train_classifier_autoencoder  # noqa: F401
-from . import splits  # noqa: F401,E402
-from .annotate import CellTypeClassifier, annotate  # noqa: F401,E402  (cb.annotate is the function)
-from . import claims, comparison, parallel, sweeps  # noqa: F401,E402
-from .parallel import map_tasks  # noqa: F401,E402
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+# Subpackages and modules reachable as ``cellbook.<name>``.
+_SUBMODULES = frozenset({
+    "annotation", "baselines", "book", "chapter", "claims", "cli", "comparison", "config", "datasets",
+    "enrichment", "fsutil", "layout", "metrics", "models", "nbtools", "parallel", "plots", "preprocess",
+    "report", "results", "runner", "splits", "sweeps", "train",
+})
+
+# Functions and classes reachable as ``cellbook.<name>``: name -> defining module.
+_NAMES = {
+    "open_chapter": "chapter", "Chapter": "chapter",
+    "profile_parameters": "config", "resolve_device": "config", "seed_everything": "config",
+    "Recorder": "results",
+    "Trainer": "train", "count_parameters": "train", "train_autoencoder": "train",
+    "train_classifier_autoencoder": "train",
+    "CellTypeClassifier": "annotation", "annotate": "annotation", "save_model": "annotation",
+    "load_model": "annotation",
+    "map_tasks": "parallel",
+}
+
+__all__ = sorted(_SUBMODULES | set(_NAMES))
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'cellbook' has no attribute {name!r}")
+    globals()[name] = value   # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -21,9 +21,10 @@ from pathlib import Path
 import yaml
 
 from .fsutil import read_json, write_text
+from .layout import REPO_ROOT
 from .nbtools import error_outputs, has_output_html, raw_outputs, strip_progress_bars
+from .project import BRANCH, REPOSITORY_URL
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_PREFIX = "notebooks/"
 
 
@@ -165,8 +166,6 @@ def stage(root: Path = REPO_ROOT) -> Path:
     site.mkdir(parents=True)
     shutil.copy2(root / "_toc.yml", site / "_toc.yml")
     # the repository address of every button comes from the one place it is set
-    from .project import BRANCH, REPOSITORY_URL
-
     config = yaml.safe_load((root / "_config.yml").read_text())
     config.setdefault("repository", {}).update(url=REPOSITORY_URL, branch=BRANCH)
     write_text(site / "_config.yml", yaml.safe_dump(config, sort_keys=False))

@@ -22,11 +22,17 @@ was read (and say SYNTHETIC when a stand-in was asked for).
 """
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
+from .comparison import deep_settings
 from .config import resolve_device, seed_everything
-from .results import Recorder
+from .datasets import bmmc, load_images, load_scrna
+from .datasets.bulk import load_bulk
+from .plots import use_page_figures
+from .results import Recorder, load_all, results_dir
 
 #: parameter types a notebook's ``parameters`` cell may hold (papermill injects only these)
 _PARAMETER_TYPES = (bool, int, float, str, list, tuple, dict, type(None))
@@ -76,42 +82,33 @@ def _set_threads(params: dict) -> None:
 
 
 def _load(kind, params: dict, seed: int):
-    from . import datasets
-
     where = dict(path=params.get("data_path"), fallback=params.get("fallback", "error"), seed=seed)
     if kind is None:
         return None, [], None
     if kind == "results":
         return _results(params)
     if kind in ("scrna", "bmmc"):
-        raw = datasets.load_scrna(params.get("source", "vangalen2019"), **where)
+        raw = load_scrna(params.get("source", "vangalen2019"), **where)
         if kind == "scrna":
             return raw, [raw.uns["cellbook_data"]], None
-        adata = datasets.bmmc(raw, n_types=params.get("n_types", 15), n_cells=params.get("n_cells"),
+        adata = bmmc(raw, n_types=params.get("n_types", 15), n_cells=params.get("n_cells"),
                               min_cells_per_gene=params.get("min_cells_per_gene", 3), seed=seed)
         return adata, [adata.uns["cellbook_data"]], raw
     if kind == "bulk":
-        from .datasets import bulk
-
-        adata = bulk.load_bulk(params.get("source", "tcga6"), **where)
+        adata = load_bulk(params.get("source", "tcga6"), **where)
         return adata, [adata.uns["cellbook_data"]], None
     names = (kind,) if isinstance(kind, str) else tuple(kind)
     unknown = [n for n in names if n not in _IMAGE_SETS]
     if unknown:
         raise ValueError(f"open_chapter: data={kind!r} is not one of 'scrna', 'bmmc', 'bulk', None or the image "
                          f"datasets {_IMAGE_SETS}")
-    sets = tuple(datasets.load_images(n, **where) for n in names)
+    sets = tuple(load_images(n, **where) for n in names)
     return (sets[0] if isinstance(kind, str) else sets), [s.info for s in sets], None
 
 
 def _results(params: dict):
     """The summary page's data: every chapter's results JSON of this build (``{notebook: payload}``, the
     summary's own left out) and its provenance (the results' combined checksum)."""
-    import hashlib
-    from pathlib import Path
-
-    from .results import load_all, results_dir
-
     where = Path(params["results_path"]) if params.get("results_path") else results_dir()
     results = {k: v for k, v in load_all(where).items() if not k.startswith("summary/")}
     digest = hashlib.sha256()
@@ -139,9 +136,7 @@ def open_chapter(namespace: dict, data=None, *, name: str | None = None) -> Chap
     params = chapter_parameters(namespace)
     profile, device, seed = params.get("profile", "quick"), params.get("device", "auto"), params.get("seed", 0)
     _quiet_tqdm()
-    from . import plots
-
-    plots.use_page_figures()   # every figure drawn at the column's width, never shrunk by the browser
+    use_page_figures()   # every figure drawn at the column's width, never shrunk by the browser
     _set_threads(params)
     seed_everything(seed)
     rec = Recorder(name, profile=profile, device=device, seed=seed, parameters=params)
@@ -160,8 +155,6 @@ def _matrix(ch: Chapter, kind: str) -> None:
     ch.y = adata.obs["cell_type"].astype(str).to_numpy()
     ch.genes = list(adata.var_names)
     if kind == "bmmc":
-        from .comparison import deep_settings
-
         ch.X = adata.layers["counts"]
         deep = ("transform", "n_genes", "epochs", "lr", "batch_size", "chunk", "patience")
         ch.settings = deep_settings(ch.params) if all(k in ch.params for k in deep) else None

@@ -28,13 +28,15 @@ A key may be a list: a path into nested figures (``[acc_at_largest, SCNN]``).
 """
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from . import report
+from .report import PARTS, fmt, fmt_p, is_number
+from .report import _html as _display_html
 from .results import load_all
 
 HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "not testable here"
@@ -79,125 +81,148 @@ def _mean_sd(value):
     if isinstance(value, (list, tuple)) and value:
         mean = value[0]
         sd = value[1] if len(value) > 1 else None
-        return (float(mean) if report.is_number(mean) else None, float(sd) if report.is_number(sd) else 0.0)
+        return (float(mean) if is_number(mean) else None, float(sd) if is_number(sd) else 0.0)
     if isinstance(value, str):
         parts = value.replace("%", "").split("±")
         try:
             return float(parts[0]), float(parts[1]) if len(parts) > 1 else 0.0
         except ValueError:
             return None, None
-    if report.is_number(value):
+    if is_number(value):
         return float(value), 0.0
     return None, None
 
 
 def _f(x) -> str:
     """A number for the ledger: 3 significant digits, never more than 4 decimals."""
-    if report.is_number(x) and 0 < abs(float(x)) < 0.001:
+    if is_number(x) and 0 < abs(float(x)) < 0.001:
         return f"{float(x):.1e}"
-    if report.is_number(x) and abs(float(x)) < 0.01:
-        return report.fmt(x, 2)
-    if report.is_number(x) and abs(float(x)) < 1 and float(x) != 0:
+    if is_number(x) and abs(float(x)) < 0.01:
+        return fmt(x, 2)
+    if is_number(x) and abs(float(x)) < 1 and float(x) != 0:
         return f"{float(x):.3f}"        # scores side by side with the same decimals: 0.670 vs 0.750
-    return report.fmt(x)
+    return fmt(x)
+
+
+def _get(figures: dict, key):
+    """A figure by key, or by a path of keys into nested dicts (``[acc_at_largest, SCNN]``)."""
+    path = list(key) if isinstance(key, (list, tuple)) else [key]
+    value = figures
+    for k in path:
+        if isinstance(value, list) and isinstance(k, int) and -len(value) <= k < len(value):
+            value = value[k]
+        elif isinstance(value, dict) and k in value:
+            value = value[k]
+        else:
+            raise KeyError("/".join(map(str, path)))
+    return value
+
+
+def _rule_mean_sd(rule: dict, figures: dict, which: str):
+    """``(mean, sd)`` of the figure that ``rule[which]`` names; its SD from ``rule[which + "_sd"]`` when given."""
+    mean, sd = _mean_sd(_get(figures, rule[which]))
+    if rule.get(f"{which}_sd") is not None and mean is not None:
+        sd = _mean_sd(_get(figures, rule[f"{which}_sd"]))[0]
+    return mean, sd
+
+
+def _judge_better(rule: dict, figures: dict) -> Verdict:
+    (ma, sa), (mb, sb) = _rule_mean_sd(rule, figures, "a"), _rule_mean_sd(rule, figures, "b")
+    if ma is None or mb is None:
+        return Verdict(UNTESTABLE, "–", f"{rule['a']} or {rule['b']} is not a number in this run")
+    sign = -1.0 if rule.get("lower") else 1.0
+    diff = sign * (ma - mb)
+    diff = 0.0 if abs(diff) < 1e-12 * max(1.0, abs(ma), abs(mb)) else diff   # float noise
+    spread = max(sa or 0.0, sb or 0.0)
+    ours = f"{_f(ma)} vs {_f(mb)}"
+    p = _get(figures, rule["p"]) if rule.get("p") else None
+    alpha = float(rule.get("alpha", 0.05))
+    if diff > spread and (p is None or (is_number(p) and p < alpha)):
+        why = f"better by {_f(diff)}, more than the spread over repeats {_f(spread)}"
+        return Verdict(HOLDS, ours, why + (f", paired p = {fmt_p(p)}" if p is not None else ""))
+    if diff <= 0:
+        why = (f"{'higher' if rule.get('lower') else 'lower'} by {_f(-diff)}, not better" if diff < 0
+               else "no difference")
+    elif diff <= spread:
+        why = f"difference {_f(diff)} within the spread over repeats {_f(spread)}"
+    else:
+        why = f"paired p = {fmt_p(p)}, not below {alpha:g}"
+    return Verdict(FAILS, ours, why)
+
+
+def _judge_best_of(rule: dict, figures: dict) -> Verdict:
+    ma, sa = _rule_mean_sd(rule, figures, "a")
+    sign = -1.0 if rule.get("lower") else 1.0
+    rivals = []
+    for other in rule["others"]:
+        mo, so = _mean_sd(_get(figures, other))
+        if mo is not None:
+            rivals.append((sign * (ma - mo), max(sa or 0.0, so or 0.0), other, mo))
+    if ma is None or not rivals:
+        return Verdict(UNTESTABLE, "–", "no numbers to compare in this run")
+    margin, spread, name, mo = min(rivals)
+    label = name.split("::")[-1] if isinstance(name, str) else str(name[-1])
+    ours = f"{_f(ma)} vs {_f(mo)} ({label})"
+    if margin > spread:
+        return Verdict(HOLDS, ours, f"ahead of the strongest rival, {label}, by {_f(margin)}, more than "
+                                    f"the spread over repeats {_f(spread)}")
+    why = (f"{label} is ahead by {_f(-margin)}" if margin < 0 else
+           f"ahead of {label} by only {_f(margin)}, within the spread over repeats {_f(spread)}")
+    return Verdict(FAILS, ours, why)
+
+
+def _judge_within(rule: dict, figures: dict) -> Verdict:
+    m, _ = _mean_sd(_get(figures, rule["value"]))
+    target, tol = float(rule["target"]), float(rule["tolerance"])
+    if m is None:
+        return Verdict(UNTESTABLE, "–", f"{rule['value']} is not a number in this run")
+    ok = abs(m - target) <= tol
+    return Verdict(HOLDS if ok else FAILS, _f(m),
+                   f"{'within' if ok else 'outside'} ± {_f(tol)} of the paper's {_f(target)}")
+
+
+def _judge_threshold(rule: dict, figures: dict) -> Verdict:
+    kind = rule["kind"]
+    m, _ = _mean_sd(_get(figures, rule["value"]))
+    thr = float(rule["threshold"])
+    if m is None:
+        return Verdict(UNTESTABLE, "–", f"{rule['value']} is not a number in this run")
+    ok = m >= thr if kind == "at_least" else m <= thr
+    word = "at least" if kind == "at_least" else "at most"
+    fmt_v = fmt_p if rule.get("p_value") else _f
+    what = f"{rule['what']}: {fmt_v(m)}, " if rule.get("what") else ""
+    return Verdict(HOLDS if ok else FAILS, fmt_v(m),
+                   f"{what}{'' if ok else 'not '}{word} {fmt_v(thr)}")
+
+
+def _judge_member(rule: dict, figures: dict) -> Verdict:
+    items = _get(figures, rule["value"]) or []
+    inside = rule["item"] in items
+    ok = (not inside) if rule.get("negate") else inside
+    listed = ", ".join(map(str, items)) or "none"
+    return Verdict(HOLDS if ok else FAILS, listed,
+                   f"{rule['item']} {'is' if inside else 'is not'} among them")
+
+
+def _judge_untestable(rule: dict, figures: dict) -> Verdict:
+    return Verdict(UNTESTABLE, "–", rule.get("reason") or "the book's data cannot test it")
+
+
+_JUDGES = {"untestable": _judge_untestable, "better": _judge_better, "best_of": _judge_best_of,
+           "within": _judge_within, "at_least": _judge_threshold, "at_most": _judge_threshold,
+           "member": _judge_member}
 
 
 def judge(rule: dict, figures: dict) -> Verdict:
-    """One claim's verdict from its rule and the chapter's ``figures`` (see the module docstring)."""
+    """One claim's verdict from its rule and the chapter's ``figures`` (see the module docstring); a figure
+    the rule names but the run did not record makes the claim not testable here."""
     kind = rule.get("kind")
-
-    def get(key):
-        """A figure by key, or by a path of keys into nested dicts (``[acc_at_largest, SCNN]``)."""
-        path = list(key) if isinstance(key, (list, tuple)) else [key]
-        value = figures
-        for k in path:
-            if isinstance(value, list) and isinstance(k, int) and -len(value) <= k < len(value):
-                value = value[k]
-            elif isinstance(value, dict) and k in value:
-                value = value[k]
-            else:
-                raise KeyError("/".join(map(str, path)))
-        return value
-
-    def mean_sd(which):
-        mean, sd = _mean_sd(get(rule[which]))
-        if rule.get(f"{which}_sd") is not None and mean is not None:
-            sd = _mean_sd(get(rule[f"{which}_sd"]))[0]
-        return mean, sd
-
+    if not isinstance(kind, str) or kind not in _JUDGES:
+        raise ValueError(f"unknown rule kind {kind!r}; expected one of {RULE_KINDS}")
     try:
-        if kind == "untestable":
-            return Verdict(UNTESTABLE, "–", rule.get("reason") or "the book's data cannot test it")
-        if kind == "better":
-            (ma, sa), (mb, sb) = mean_sd("a"), mean_sd("b")
-            if ma is None or mb is None:
-                return Verdict(UNTESTABLE, "–", f"{rule['a']} or {rule['b']} is not a number in this run")
-            sign = -1.0 if rule.get("lower") else 1.0
-            diff = sign * (ma - mb)
-            diff = 0.0 if abs(diff) < 1e-12 * max(1.0, abs(ma), abs(mb)) else diff   # float noise
-            spread = max(sa or 0.0, sb or 0.0)
-            ours = f"{_f(ma)} vs {_f(mb)}"
-            p = get(rule["p"]) if rule.get("p") else None
-            alpha = float(rule.get("alpha", 0.05))
-            if diff > spread and (p is None or (report.is_number(p) and p < alpha)):
-                why = f"better by {_f(diff)}, more than the spread over repeats {_f(spread)}"
-                return Verdict(HOLDS, ours, why + (f", paired p = {report.fmt_p(p)}" if p is not None else ""))
-            if diff <= 0:
-                why = (f"{'higher' if rule.get('lower') else 'lower'} by {_f(-diff)}, not better" if diff < 0
-                       else "no difference")
-            elif diff <= spread:
-                why = f"difference {_f(diff)} within the spread over repeats {_f(spread)}"
-            else:
-                why = f"paired p = {report.fmt_p(p)}, not below {alpha:g}"
-            return Verdict(FAILS, ours, why)
-        if kind == "best_of":
-            ma, sa = mean_sd("a")
-            sign = -1.0 if rule.get("lower") else 1.0
-            rivals = []
-            for other in rule["others"]:
-                mo, so = _mean_sd(get(other))
-                if mo is not None:
-                    rivals.append((sign * (ma - mo), max(sa or 0.0, so or 0.0), other, mo))
-            if ma is None or not rivals:
-                return Verdict(UNTESTABLE, "–", "no numbers to compare in this run")
-            margin, spread, name, mo = min(rivals)
-            label = name.split("::")[-1] if isinstance(name, str) else str(name[-1])
-            ours = f"{_f(ma)} vs {_f(mo)} ({label})"
-            if margin > spread:
-                return Verdict(HOLDS, ours, f"ahead of the strongest rival, {label}, by {_f(margin)}, more than "
-                                            f"the spread over repeats {_f(spread)}")
-            why = (f"{label} is ahead by {_f(-margin)}" if margin < 0 else
-                   f"ahead of {label} by only {_f(margin)}, within the spread over repeats {_f(spread)}")
-            return Verdict(FAILS, ours, why)
-        if kind == "within":
-            m, _ = _mean_sd(get(rule["value"]))
-            target, tol = float(rule["target"]), float(rule["tolerance"])
-            if m is None:
-                return Verdict(UNTESTABLE, "–", f"{rule['value']} is not a number in this run")
-            ok = abs(m - target) <= tol
-            return Verdict(HOLDS if ok else FAILS, _f(m),
-                           f"{'within' if ok else 'outside'} ± {_f(tol)} of the paper's {_f(target)}")
-        if kind in ("at_least", "at_most"):
-            m, _ = _mean_sd(get(rule["value"]))
-            thr = float(rule["threshold"])
-            if m is None:
-                return Verdict(UNTESTABLE, "–", f"{rule['value']} is not a number in this run")
-            ok = m >= thr if kind == "at_least" else m <= thr
-            word = "at least" if kind == "at_least" else "at most"
-            fmt_v = report.fmt_p if rule.get("p_value") else _f
-            what = f"{rule['what']}: {fmt_v(m)}, " if rule.get("what") else ""
-            return Verdict(HOLDS if ok else FAILS, fmt_v(m),
-                           f"{what}{'' if ok else 'not '}{word} {fmt_v(thr)}")
-        if kind == "member":
-            items = get(rule["value"]) or []
-            inside = rule["item"] in items
-            ok = (not inside) if rule.get("negate") else inside
-            listed = ", ".join(map(str, items)) or "none"
-            return Verdict(HOLDS if ok else FAILS, listed,
-                           f"{rule['item']} {'is' if inside else 'is not'} among them")
+        return _JUDGES[kind](rule, figures)
     except KeyError as err:
         return Verdict(UNTESTABLE, "–", f"this run recorded no {err.args[0]!r}")
-    raise ValueError(f"unknown rule kind {kind!r}; expected one of {RULE_KINDS}")
 
 
 def evaluate(results: dict | None = None, ledger: dict | None = None, parts=None) -> pd.DataFrame:
@@ -231,8 +256,6 @@ def counts(table: pd.DataFrame) -> dict:
 
 
 def _html(table: pd.DataFrame, link: str | None) -> str:
-    import html
-
     body = []
     for _, r in table.iterrows():
         chapter = html.escape(r["chapter"])
@@ -250,7 +273,7 @@ def _html(table: pd.DataFrame, link: str | None) -> str:
 def ledger_table(results: dict | None = None, part: str | None = None, link: str | None = "../{notebook}.html"):
     """The ledger as the page shows it (``IPython.display.HTML``): one table per part, or ``part``'s alone."""
     table = evaluate(results, parts=None if part is None else [part])
-    return report._html(_html(table, link))
+    return _display_html(_html(table, link))
 
 
 def part_table(part: str, rec=None, results: dict | None = None):
@@ -263,7 +286,7 @@ def part_table(part: str, rec=None, results: dict | None = None):
     if rec is not None:
         rec.table("claims", table, index=False)
         rec["claims"] = counts(table)
-    return report._html(_html(table, link="../{notebook}.html"))
+    return _display_html(_html(table, link="../{notebook}.html"))
 
 
 def takeaways(table: pd.DataFrame, total_seconds: dict | None = None) -> str:
@@ -271,7 +294,7 @@ def takeaways(table: pd.DataFrame, total_seconds: dict | None = None) -> str:
     which do not and which cannot be tested here; then the run time of each profile."""
     lines = []
     for part, rows in table.groupby("part", sort=False):
-        title = report.PARTS.get(part, part).split(" - ")[0]
+        title = PARTS.get(part, part).split(" - ")[0]
         said = []
         for verdict, label in ((HOLDS, "holds"), (FAILS, "does not hold"), (UNTESTABLE, "not testable here")):
             names = rows.loc[rows["verdict"] == verdict, "claim"].tolist()
@@ -279,7 +302,7 @@ def takeaways(table: pd.DataFrame, total_seconds: dict | None = None) -> str:
                 said.append(f"*{label}*: " + "; ".join(n.rstrip(".") for n in names))
         lines.append(f"- **{title}.** " + (". ".join(said) + "." if said else "no claim in the ledger."))
     for prof, secs in (total_seconds or {}).items():
-        took = f"{report.fmt(secs / 60, 2)} min" if secs >= 120 else f"{report.fmt(secs)} s"
+        took = f"{fmt(secs / 60, 2)} min" if secs >= 120 else f"{fmt(secs)} s"
         lines.append(f"- The notebooks run with the `{prof}` profile took **{took}** in all "
                      "(as timed by `cellbook run`).")
     return "\n".join(lines)

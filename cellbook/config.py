@@ -10,16 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 PROFILES_FILE = Path(__file__).with_name("profiles.yaml")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_profiles(path: str) -> dict:
     with open(path) as fh:
         data = yaml.safe_load(fh) or {}
@@ -95,6 +94,7 @@ def keep_torch_threads():
 
 def seed_everything(seed: int = 0) -> int:
     """Seed Python, NumPy and PyTorch (CPU and CUDA); returns the seed."""
+    import numpy as np  # numpy and torch load on first use: `cellbook --help` needs neither
     import torch
 
     seed = int(seed)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import pandas as pd
+from scipy.stats import hypergeom
 
 
 def read_gmt(path, min_size: int = 1, max_size: int | None = None, encoding: str = "utf-8") -> dict[str, frozenset]:
@@ -100,8 +102,6 @@ def overrepresentation(queries: dict, gene_sets: dict, background, min_overlap: 
     ``universe``, ``p``, ``p_bonferroni``, ``p_bh`` and ``genes`` (the overlap), sorted by p.
     Adjustment is over every term with >= 1 universe gene, per query.
     """
-    from scipy.stats import hypergeom
-
     if not isinstance(queries, dict):
         raise ValueError(f"queries must be a dict {{query name: list of genes}}, got {type(queries).__name__}; "
                          f"e.g. overrepresentation({{'C1': genes}}, ...)")
@@ -159,8 +159,6 @@ def component_term_network(results: pd.DataFrame, column: str = "p_bonferroni", 
     Edges carry ``p`` (the adjusted p-value) and ``k`` (overlap).  At most ``max_terms_per_query``
     terms per query (smallest p first), to keep the picture readable.
     """
-    import networkx as nx
-
     sig = significant(results, column, alpha).sort_values(column)
     if max_terms_per_query:
         sig = sig.groupby("query", sort=False).head(max_terms_per_query)

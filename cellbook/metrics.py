@@ -10,11 +10,15 @@
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+from scipy.stats import rankdata, ttest_ind
 from sklearn import metrics as skm
+
+from .enrichment import _adjust_bh
 
 
 def _labels(y_true, y_pred, labels=None):
@@ -143,8 +147,6 @@ def summarize(records: Iterable[Mapping] | pd.DataFrame, by: str | list[str] | N
 
 def ttest(a, b, paired: bool = False) -> dict:
     """Two-sided t-test (Welch's when unpaired): statistic, p-value, means."""
-    from scipy import stats
-
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.size < 2 or b.size < 2:
         raise ValueError("a t-test needs at least two values per group")
@@ -155,8 +157,6 @@ def ttest(a, b, paired: bool = False) -> dict:
 
 def chi_square(y_true, pred_a, pred_b) -> dict:
     """Chi-square test on the 2 x 2 table of correct / wrong counts of two classifiers."""
-    from scipy import stats
-
     y_true = np.asarray(y_true)
     ca, cb = np.asarray(pred_a) == y_true, np.asarray(pred_b) == y_true
     table = np.array([[ca.sum(), (~ca).sum()], [cb.sum(), (~cb).sum()]])
@@ -168,7 +168,6 @@ def chi_square(y_true, pred_a, pred_b) -> dict:
 
 # ------------------------------------------------------------- Part III: codes (appended)
 def _rank_rows(A: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
     return rankdata(A, axis=1, method="average")
 
 
@@ -244,8 +243,6 @@ def pair_vs_nearest(gep, rep, metric: str = "spearman", reference=None) -> pd.Da
 
 def wilcoxon(a, b, alternative: str = "two-sided") -> dict:
     """Paired Wilcoxon signed-rank test: statistic, p-value, median difference."""
-    from scipy import stats
-
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or a.size < 2:
         raise ValueError("the Wilcoxon test needs two paired samples of the same length (>= 2)")
@@ -270,10 +267,6 @@ def differential_expression(A, B, genes) -> pd.DataFrame:
     Benjamini-Hochberg adjusted ``p_bh``. (The paper used limma's moderated t; with tens of samples per
     side the ordinary Welch test selects nearly the same genes.) Sorted by p.
     """
-    from scipy.stats import ttest_ind
-
-    from .enrichment import _adjust_bh
-
     A, B = np.asarray(A, dtype=float), np.asarray(B, dtype=float)
     genes = np.asarray(genes).astype(str)
     if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[1] or len(genes) != A.shape[1]:

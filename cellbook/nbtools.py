@@ -17,6 +17,8 @@ from pathlib import Path
 
 import nbformat
 
+from .fsutil import read_json
+
 
 def md(source: str):
     return nbformat.v4.new_markdown_cell(source.strip("\n"))
@@ -157,8 +159,6 @@ def error_outputs(path: str | Path) -> list[str]:
     cells with the same problem are grouped (``cells 6-30: never ran (...)``). Cell numbers are
     those of :func:`cell_labels`. A corrupt file is a ``ValueError`` naming it.
     """
-    from .fsutil import read_json
-
     nb = read_json(path, "executed notebook")
     labels = cell_labels(nb)
     errs = []

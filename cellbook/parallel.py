@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import importlib.util
 import json
 import os
@@ -31,7 +32,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import CancelledError
 from typing import Any
+
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from .config import keep_torch_threads
+
+# distributed, dask and torch are imported where they are used: a serial sweep, and `cellbook data`, never load them.
 
 __all__ = ["TaskError", "configure", "map_tasks", "settings", "shutdown"]
 
@@ -231,8 +240,6 @@ def _thread_limits(threads: int | None):
     also starts it with OMP_NUM_THREADS=1)."""
     if not threads:
         return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
     return threadpool_limits(limits=int(threads))
 
 
@@ -243,18 +250,15 @@ def _keep_freed_memory() -> None:
     """Undo the small malloc trim threshold that dask's nanny gives its workers.
 
     The nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` so that they hand freed memory back
-    to the system; torch's many short-lived tensors then cost a page fault each time. Measured on this
-    project's 2-core machine: an autoencoder fit ran 1.9x slower in a worker than in process, and
-    the same in process with that variable set. Raise it once per worker (glibc's M_TRIM_THRESHOLD), and
-    the mmap threshold, which a set trim threshold freezes at 128 kB. A LocalCluster started here does not
-    set the variable at all."""
+    to the system; torch's many short-lived tensors then cost a page fault each time, and a fit runs
+    markedly slower in a worker than in process. Raise it once per worker (glibc's M_TRIM_THRESHOLD),
+    and the mmap threshold, which a set trim threshold freezes at 128 kB. A LocalCluster started here
+    does not set the variable at all."""
     global _MALLOC_SET
     if _MALLOC_SET or not sys.platform.startswith("linux") or "MALLOC_TRIM_THRESHOLD_" not in os.environ:
         return
     _MALLOC_SET = True
     try:
-        import ctypes
-
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-1, 256 * 2**20)     # M_TRIM_THRESHOLD
         libc.mallopt(-3, 32 * 2**20)      # M_MMAP_THRESHOLD: fixed once the trim threshold is set, so raise it too
@@ -306,8 +310,6 @@ def map_tasks(fn: Callable[..., Any], tasks: Iterable[Mapping[str, Any]], *,
 
         map_tasks(fit_one, [{"seed": s, "X": X} for s in range(8)], backend="dask", n_workers=2)
     """
-    from tqdm.auto import tqdm
-
     tasks = [dict(t) for t in tasks]
     conf = settings(backend=backend, n_workers=n_workers, threads_per_worker=threads_per_worker,
                     scheduler=scheduler)
@@ -316,8 +318,6 @@ def map_tasks(fn: Callable[..., Any], tasks: Iterable[Mapping[str, Any]], *,
     progress = progress and os.environ.get("CELLBOOK_PROGRESS", "1") != "0"   # off in `cellbook run`
     with tqdm(total=len(tasks), desc=desc, disable=not progress) as tq, _SweepLog(tq, desc, len(tasks)) as bar:
         if conf["backend"] == "serial":
-            from .config import keep_torch_threads
-
             results = []
             # torch's threads stay as the caller set them (a notebook's `threads` parameter), for every task: one
             # that changes them (e.g. through scanpy) does not change the next, as on a worker.  BLAS and OpenMP
@@ -403,76 +403,91 @@ def _float_env(name: str, default: float) -> float:
 def _map_dask(client, cluster, fn: Callable, tasks: list[dict], threads: int | None, bar) -> list:
     """Submit as many tasks as the cluster has threads; collect them as they finish; resubmit a
     task whose worker died (once), or whose scattered inputs were lost with a worker."""
-    from concurrent.futures import CancelledError
+    return _DaskSweep(client, cluster, fn, tasks, threads).run(bar)
 
-    from distributed import as_completed
-    from distributed.comm.core import CommClosedError
-    from distributed.scheduler import KilledWorker
 
-    watch = _Watch(client, cluster)
-    shared = _find_shared(tasks)
-    scattered: dict[int, Any] = {}  # id(value) -> Future of its copy on the workers
+class _DaskSweep:
+    """The state of one :func:`_map_dask` call: the tasks to do, those in flight, the inputs sent
+    once to every worker, and each task's worker deaths and lost inputs."""
 
-    def scatter_missing() -> None:  # first time, or after the workers holding a copy all died
-        for i, value in shared.items():
-            while i not in scattered or scattered[i].status != "finished":
-                watch()
+    def __init__(self, client, cluster, fn: Callable, tasks: list[dict], threads: int | None):
+        from distributed import as_completed
+
+        self.client, self.fn, self.tasks, self.threads = client, fn, tasks, threads
+        self.watch = _Watch(client, cluster)
+        self.shared = _find_shared(tasks)
+        self.scattered: dict[int, Any] = {}  # id(value) -> Future of its copy on the workers
+        self.results: list[Any] = [None] * len(tasks)
+        self.deaths, self.lost_inputs = [0] * len(tasks), [0] * len(tasks)
+        self.todo = deque(range(len(tasks)))
+        self.running: dict[Any, int] = {}
+        self.finished = as_completed(loop=client.loop)  # (our client is not the default client)
+
+    def scatter_missing(self) -> None:
+        """Send each shared input to the workers: the first time, or after the workers holding a copy all died."""
+        for i, value in self.shared.items():
+            while i not in self.scattered or self.scattered[i].status != "finished":
+                self.watch()
                 try:  # the scheduler refuses a scatter with no worker (after 2 s): wait for one
-                    client.wait_for_workers(1, timeout=1)
-                    scattered[i] = client.scatter([value], broadcast=True, hash=False)[0]
+                    self.client.wait_for_workers(1, timeout=1)
+                    self.scattered[i] = self.client.scatter([value], broadcast=True, hash=False)[0]
                 except TimeoutError:
                     pass
 
-    def submit(index: int) -> None:
-        kwargs = {k: scattered.get(id(v), v) for k, v in tasks[index].items()}
+    def submit(self, index: int) -> None:
+        kwargs = {k: self.scattered.get(id(v), v) for k, v in self.tasks[index].items()}
         # kwargs travel as one positional dict (dask resolves the futures inside it), so that
         # argument names such as `key` or `workers` never collide with submit()'s own.
-        future = client.submit(_run_task, fn, threads, kwargs, pure=False)
-        running[future] = index
-        finished.add(future)
+        future = self.client.submit(_run_task, self.fn, self.threads, kwargs, pure=False)
+        self.running[future] = index
+        self.finished.add(future)
 
-    results: list[Any] = [None] * len(tasks)
-    deaths, lost_inputs = [0] * len(tasks), [0] * len(tasks)
-    todo = deque(range(len(tasks)))
-    running: dict[Any, int] = {}
-    finished = as_completed(loop=client.loop)  # (our client is not the default client)
-    try:
-        scatter_missing()
-        while todo or running:
-            # Only as many tasks in flight as threads: the scheduler blames every task assigned
-            # to a worker that dies, so tasks queued behind the culprit would lose their retry.
-            while todo and len(running) < max(1, sum(client.nthreads().values())):
-                submit(todo.popleft())
-            while not finished.has_ready():
-                watch()
-                time.sleep(0.02)
-            future = next(finished)
-            index = running.pop(future)
-            try:
-                results[index] = future.result()
-            except (KilledWorker, CommClosedError) as exc:
-                deaths[index] += 1
-                if deaths[index] > 1:
-                    raise _task_error(index, tasks[index], exc, why=(
-                        f"its worker died twice ({type(exc).__name__}: killed, crashed or out of "
-                        "memory; with several threads per worker, a task running beside it may "
-                        "be the cause)")) from exc
-                scatter_missing()
-                todo.appendleft(index)
-            except CancelledError as exc:  # its scattered inputs died with a worker
-                lost_inputs[index] += 1
-                if lost_inputs[index] > _LOST_INPUT_RESUBMITS:
-                    raise _task_error(index, tasks[index], exc,
-                                      why="its inputs were lost with dying workers") from exc
-                scatter_missing()
-                todo.appendleft(index)
-            except Exception as exc:
-                raise _task_error(index, tasks[index], exc) from exc
-            else:
-                bar.update()
-            finally:  # we hold the result: the cluster must not keep (or recompute) it
-                future.release()
-    finally:
-        if running and client.status == "running":  # an error: stop what is queued or running
-            client.cancel(list(running))
-    return results
+    def run(self, bar) -> list:
+        client = self.client
+        try:
+            self.scatter_missing()
+            while self.todo or self.running:
+                # Only as many tasks in flight as threads: the scheduler blames every task assigned
+                # to a worker that dies, so tasks queued behind the culprit would lose their retry.
+                while self.todo and len(self.running) < max(1, sum(client.nthreads().values())):
+                    self.submit(self.todo.popleft())
+                while not self.finished.has_ready():
+                    self.watch()
+                    time.sleep(0.02)
+                future = next(self.finished)
+                self.collect(future, self.running.pop(future), bar)
+        finally:
+            if self.running and client.status == "running":  # an error: stop what is queued or running
+                client.cancel(list(self.running))
+        return self.results
+
+    def collect(self, future, index: int, bar) -> None:
+        """Keep a finished task's result (and advance ``bar``), or queue the task again after a worker death
+        or lost inputs; raise :class:`TaskError` for a task that failed, or died too often."""
+        from distributed.comm.core import CommClosedError
+        from distributed.scheduler import KilledWorker
+
+        try:
+            self.results[index] = future.result()
+        except (KilledWorker, CommClosedError) as exc:
+            self.deaths[index] += 1
+            if self.deaths[index] > 1:
+                raise _task_error(index, self.tasks[index], exc, why=(
+                    f"its worker died twice ({type(exc).__name__}: killed, crashed or out of "
+                    "memory; with several threads per worker, a task running beside it may "
+                    "be the cause)")) from exc
+            self.scatter_missing()
+            self.todo.appendleft(index)
+        except CancelledError as exc:  # its scattered inputs died with a worker
+            self.lost_inputs[index] += 1
+            if self.lost_inputs[index] > _LOST_INPUT_RESUBMITS:
+                raise _task_error(index, self.tasks[index], exc,
+                                  why="its inputs were lost with dying workers") from exc
+            self.scatter_missing()
+            self.todo.appendleft(index)
+        except Exception as exc:
+            raise _task_error(index, self.tasks[index], exc) from exc
+        else:
+            bar.update()
+        finally:  # we hold the result: the cluster must not keep (or recompute) it
+            future.release()

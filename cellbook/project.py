@@ -28,7 +28,11 @@ def setup_cell(datasets: list[str] | tuple[str, ...] = ()) -> str:
     lines = [
         "# Setup (hidden in the book): on Colab, Binder or a machine without cellbook, install it;",
         "# then make sure this chapter's datasets are here (fetched from their official sources if not).",
-        "import importlib.util, os, subprocess, sys",
+        "import importlib.util",
+        "import os",
+        "import subprocess",
+        "import sys",
+        "",
         "if importlib.util.find_spec(\"cellbook\") is None:",
         "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\",",
         f"                    os.environ.get(\"CELLBOOK_INSTALL\", \"{install_requirement()}\")], check=True)",
@@ -37,5 +41,5 @@ def setup_cell(datasets: list[str] | tuple[str, ...] = ()) -> str:
     if datasets:
         names = ", ".join(f'"{d}"' for d in datasets)
         # the trailing ";" keeps the returned local paths out of the executed copy
-        lines.append(f"cb.datasets.ensure({names}, fallback=fallback, path=data_path);")
+        lines += ["", f"cb.datasets.ensure({names}, fallback=fallback, path=data_path);"]
     return "\n".join(lines)

@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .layout import RUN_RECORD, read_run_file
+from .results import results_dir
+
 # The book's parts, in order, with the short names the summary page uses.
 PARTS = {
     "part1": "Part I - cell types from scRNA-seq (CNN ensemble)",
@@ -334,9 +337,10 @@ def headline_table(results: dict, parts: dict | None = None, include_missing: bo
 
     ``results`` is :func:`cellbook.results.load_all` output (``{notebook: payload}``). Columns:
     part, notebook, metric, ours, paper, ours / paper (when both are numbers, or ``mean ± SD``
-    strings, see :func:`as_number`, and the paper's is non-zero), note, profile (from the notebook's provenance). A part of ``parts`` with no
-    headline rows gets one row (when ``include_missing``) whose metric says ``"not run yet"``
-    (no results at all) or :data:`NO_HEADLINE` (notebooks ran but recorded no headline).
+    strings, see :func:`as_number`, and the paper's is non-zero), note, profile (from the notebook's
+    provenance). A part of ``parts`` with no headline rows gets one row (when ``include_missing``)
+    whose metric says ``"not run yet"`` (no results at all) or :data:`NO_HEADLINE` (notebooks ran
+    but recorded no headline).
     """
     if not isinstance(results, dict):
         raise ValueError(f"headline_table: results must be a dict {{notebook: payload}}, got {type(results).__name__}")
@@ -426,9 +430,6 @@ def load_run(directory: str | Path | None = None) -> dict:
     """``_run.json`` written by ``cellbook run`` (``{"profile", "device", "seconds": {nb: s},
     "notebooks": {nb: {"seconds", "profile", "device", "gpu", "finished_utc", ...}}}``), or {}.
     A corrupt file is a ``ValueError`` naming it."""
-    from .results import results_dir
-    from .run import RUN_RECORD, read_run_file
-
     return read_run_file(Path(directory or results_dir()) / RUN_RECORD)
 
 

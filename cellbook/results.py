@@ -23,16 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import resolve_device
 from .fsutil import read_json, write_json
+from .layout import REPO_ROOT, build_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 VERSION_PACKAGES = ("cellbook", "torch", "numpy", "scipy", "scikit-learn", "pandas", "anndata", "scanpy",
                     "umap-learn", "opencv-python-headless", "papermill")
 
 
 def results_dir() -> Path:
     """Where the published results JSON files are: ``$CELLBOOK_RESULTS`` or ``book/_build/results``."""
-    return Path(os.environ.get("CELLBOOK_RESULTS", REPO_ROOT / "book" / "_build" / "results"))
+    return Path(os.environ.get("CELLBOOK_RESULTS", build_dir() / "results"))
 
 
 def save_dir() -> Path:
@@ -144,7 +145,6 @@ class Recorder:
     def provenance(self) -> dict:
         device = self.device
         if str(device).lower() != "cpu":  # "cpu" needs no torch import
-            from .config import resolve_device
             try:
                 device = resolve_device(self.device)
             except ValueError:
@@ -167,8 +167,9 @@ class Recorder:
     def to_dict(self) -> dict:
         figures = dict(self.figures)
         if self.synthetic and figures.get("headline"):  # every headline row says what its number is about
+            stand_in = "SYNTHETIC stand-in data, not real cells"
             figures["headline"] = [{**h, "metric": h["metric"] + SYNTHETIC_TAG, "synthetic": True,
-                                    "note": "SYNTHETIC stand-in data, not real cells" + (f"; {h['note']}" if h.get("note") else "")}
+                                    "note": stand_in + (f"; {h['note']}" if h.get("note") else "")}
                                    for h in figures["headline"]]
         return {"notebook": self.name, "figures": figures, "tables": self.tables,
                 "provenance": {**self.provenance(), "synthetic": self.synthetic}}
@@ -179,7 +180,8 @@ class Recorder:
         path = write_json(save_dir() / f"{self.name}.json", payload, indent=2, default=str)
         if display:
             try:
-                from IPython.display import HTML, display as _display
+                from IPython.display import HTML
+                from IPython.display import display as _display
                 _display(HTML(provenance_html(payload)))
             except ImportError:  # pragma: no cover
                 pass
@@ -210,7 +212,8 @@ def provenance_html(payload: dict) -> str:
         '<div class="cellbook-provenance" style="border:1px solid #888;border-radius:6px;padding:0.6em 1em;'
         'margin:1em 0;font-size:0.85em;background:rgba(127,127,127,0.08)">'
         f"{banner}<strong>Provenance</strong> of <code>{html.escape(payload['notebook'])}</code><br>"
-        f"commit <code>{html.escape(str(prov['commit']))}</code> · profile <code>{html.escape(str(prov['profile']))}</code>"
+        f"commit <code>{html.escape(str(prov['commit']))}</code>"
+        f" · profile <code>{html.escape(str(prov['profile']))}</code>"
         f" · device <code>{html.escape(str(prov['device']))}</code> · seed <code>{prov.get('seed')}</code>"
         f" · wall time {prov['wall_s']} s · run {html.escape(prov['started_utc'])}<br>"
         f"data: {data}<br>versions: {html.escape(vers)}</div>"

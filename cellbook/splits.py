@@ -23,10 +23,13 @@ an ungrouped split does: images of one frame or cells of one donor can sit on bo
 from __future__ import annotations
 
 import warnings
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+
+# scikit-learn's model_selection is imported where it is used: cellbook.datasets imports this module
+# (check_missing), and `cellbook data` stays light.
 
 MIN_CELLS_HINT = ("min_cells_per_type=... (cellbook.splits.stratified_split / repeated_splits / stratified_kfold, "
                   "or cellbook.datasets.bmmc / select_cells)")

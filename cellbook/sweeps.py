@@ -16,9 +16,25 @@ WS x SSN grid is :func:`cellbook.preprocess.spectral.ssn_grid`. Both run their t
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from .baselines import code_classifier, logistic_all_genes, pca_classifier, reconstruction_mse
+from .config import resolve_device
+from .datasets.registry import info_for, locate
+from .enrichment import overrepresentation, read_gmt
+from .metrics import classification, mse_per_sample, pair_vs_nearest, rank_shares, rep_ranks, summarize
+from .models.autoencoder import describe
+from .models.vision import MODELS, fit_classifier
+from .parallel import map_tasks
+from .preprocess.bulk import split_transform
+from .preprocess.imaging import feature_classifier
+from .report import pm
+from .splits import stratified_kfold
+from .train import train_autoencoder, train_classifier_autoencoder
 
 
 def code_size(architecture: str) -> int:
@@ -40,17 +56,14 @@ def fit_image_model(X, labels, train, test, model: str, *, seed: int, device: st
     Returns ``pred`` (test labels), ``fit_seconds``, ``score`` (P(``positive``) per test image, when
     ``positive`` is given) and ``estimator`` (when ``keep``).
     """
-    from .models import vision as vis
-    from .preprocess import imaging as im
-
     train, test = np.asarray(train), np.asarray(test)
-    if model in vis.MODELS:
-        est = vis.fit_classifier(model, X[train], labels[train], widths=tuple(widths), epochs=epochs,
+    if model in MODELS:
+        est = fit_classifier(model, X[train], labels[train], widths=tuple(widths), epochs=epochs,
                                  batch_size=batch_size, lr=lr, seed=seed, device=device)
         secs = est.fit_seconds
     else:
         t0 = time.perf_counter()
-        est = im.feature_classifier(seed=seed).fit(X[train], labels[train])
+        est = feature_classifier(seed=seed).fit(X[train], labels[train])
         secs = time.perf_counter() - t0
     out = {"pred": np.asarray(est.predict(X[test])), "fit_seconds": float(secs)}
     if positive is not None:
@@ -67,8 +80,6 @@ def prepare_folds(X, folds, *, n_genes: int, counts: bool = True, scale01: bool 
 
     Done once per fold, before the sweep: every task of a fold then shares the same two arrays (sent
     once to each worker by :func:`cellbook.parallel.map_tasks`)."""
-    from .preprocess.bulk import split_transform
-
     out = []
     for train, test in folds:
         Xtr, Xte, _ = split_transform(X, train, test, n_top_genes=n_genes, counts=counts, scale01=scale01)
@@ -87,20 +98,16 @@ def fit_autoencoder_fold(X_train, X_test, architecture: str, *, seed: int, epoch
     Returns ``test_mse``, ``seconds`` (training), ``curve`` (``(epoch, test MSE)`` per epoch),
     ``gene_variance`` (mean per-gene variance of the test data), ``n_genes`` and, if asked, ``pca_mse``.
     """
-    from . import baselines, metrics
-    from .config import resolve_device
-    from .train import train_autoencoder
-
     t0 = time.perf_counter()
     model, trainer = train_autoencoder(X_train, architecture, X_test=X_test, epochs=epochs, batch_size=batch_size,
                                        lr=lr, optimizer=optimizer, device=resolve_device(device), seed=seed)
-    out = {"test_mse": float(np.mean(metrics.mse_per_sample(X_test, model.reconstruct(X_test)))),
+    out = {"test_mse": float(np.mean(mse_per_sample(X_test, model.reconstruct(X_test)))),
            "seconds": time.perf_counter() - t0,
            "curve": [(int(e), float(v)) for e, v in zip(trainer.history["epoch"], trainer.history["test_loss"])],
            "gene_variance": float(X_test.var(0).mean()), "n_genes": int(X_train.shape[1])}
     if pca_components is not None:
         k = code_size(architecture) if pca_components == "code" else int(pca_components)
-        out["pca_mse"] = baselines.reconstruction_mse("pca", X_train, X_test, min(k, len(X_train) - 1), seed=seed)
+        out["pca_mse"] = reconstruction_mse("pca", X_train, X_test, min(k, len(X_train) - 1), seed=seed)
     return out
 
 
@@ -114,24 +121,19 @@ def held_out_class(X, y, held_out: str, *, seed: int, n_genes: int, counts: bool
     ``keep``: also ``rep`` (the held-out REPs), ``X_train``, ``y_train`` (preprocessed training GEPs and
     their classes) and ``genes`` (the columns of ``X`` they hold), for the differential-expression step.
     """
-    from . import metrics
-    from .config import resolve_device
-    from .preprocess.bulk import split_transform
-    from .train import train_autoencoder
-
     y = np.asarray(y)
     te, tr = np.flatnonzero(y == held_out), np.flatnonzero(y != held_out)
     Xtr, Xte, pre = split_transform(X, tr, te, n_top_genes=n_genes, counts=counts)
     model, _ = train_autoencoder(Xtr, architecture, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                  device=resolve_device(device), seed=seed)
     rep = model.reconstruct(Xte)
-    sp_pairs = metrics.pair_vs_nearest(Xte, rep, "spearman", reference=Xtr)
-    mse_pairs = metrics.pair_vs_nearest(Xte, rep, "mse", reference=Xtr)
+    sp_pairs = pair_vs_nearest(Xte, rep, "spearman", reference=Xtr)
+    mse_pairs = pair_vs_nearest(Xte, rep, "mse", reference=Xtr)
     row = {"tissue": held_out, "n_held_out": len(te),
            "median_spearman": float(sp_pairs["rep"].median()), "median_mse": float(mse_pairs["rep"].median()),
            "closer_spearman": float(sp_pairs["closer"].mean()), "closer_mse": float(mse_pairs["closer"].mean()),
            "median_nearest_train_mse": float(mse_pairs["nearest"].median()),
-           "median_mse_seen": float(np.median(metrics.mse_per_sample(Xtr, model.reconstruct(Xtr))))}
+           "median_mse_seen": float(np.median(mse_per_sample(Xtr, model.reconstruct(Xtr))))}
     if keep:
         row.update(rep=rep, X_train=Xtr, y_train=y[tr], genes=np.asarray(pre.genes_))
     return row
@@ -146,13 +148,6 @@ def classify_split(X, y, split_seed: int, *, test_size: float, n_genes: int, cou
     and logistic regression on the genes. Returns ``(scores, predictions, y_test)``: a DataFrame with one
     row per method (errors, error rate, accuracy, macro-F1), ``{method: test predictions}`` and the test labels.
     """
-    from sklearn.model_selection import train_test_split
-
-    from . import baselines, metrics
-    from .config import resolve_device
-    from .preprocess.bulk import split_transform
-    from .train import train_autoencoder, train_classifier_autoencoder
-
     device = resolve_device(device)
     y = np.asarray(y)
     tr, te = train_test_split(np.arange(len(y)), test_size=test_size, stratify=y, random_state=split_seed)
@@ -161,25 +156,25 @@ def classify_split(X, y, split_seed: int, *, test_size: float, n_genes: int, cou
     k = code_size(architecture)
     preds = {}
     for kind in ("rf", "svm"):
-        preds[f"PCA-{k} + {kind.upper()}"] = baselines.pca_classifier(
+        preds[f"PCA-{k} + {kind.upper()}"] = pca_classifier(
             kind, k, seed=split_seed, n_trees=n_trees).fit(Xtr, ytr).predict(Xte)
     train = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, device=device, seed=split_seed)
     ae, _ = train_autoencoder(Xtr, architecture, **train)
     Ztr, Zte = ae.codes(Xtr), ae.codes(Xte)
     for kind in ("rf", "svm"):
-        preds[f"code + {kind.upper()}"] = baselines.code_classifier(
+        preds[f"code + {kind.upper()}"] = code_classifier(
             kind, seed=split_seed, n_trees=n_trees).fit(Ztr, ytr).predict(Zte)
     cae, _, classes = train_classifier_autoencoder(Xtr, ytr, architecture, hidden=classifier_hidden or None,
                                                    mse_weight=mse_weight, **train)
     preds["classifier AE (softmax)"] = classes[cae.logits(Xte).argmax(1)]
     Ctr, Cte = cae.codes(Xtr), cae.codes(Xte)
     for kind in ("rf", "svm"):
-        preds[f"classifier AE code + {kind.upper()}"] = baselines.code_classifier(
+        preds[f"classifier AE code + {kind.upper()}"] = code_classifier(
             kind, seed=split_seed, n_trees=n_trees).fit(Ctr, ytr).predict(Cte)
-    preds["logistic regression, genes"] = baselines.logistic_all_genes(seed=split_seed).fit(Xtr, ytr).predict(Xte)
+    preds["logistic regression, genes"] = logistic_all_genes(seed=split_seed).fit(Xtr, ytr).predict(Xte)
     rows = []
     for name, p in preds.items():
-        m = metrics.classification(yte, p)
+        m = classification(yte, p)
         rows.append({"method": name, "split": split_seed, "errors": int((p != yte).sum()), "n_test": len(yte),
                      "error_rate": 1 - m["accuracy"], "accuracy": m["accuracy"], "f1_macro": m["f1_macro"]})
     return pd.DataFrame(rows), preds, yte
@@ -195,11 +190,6 @@ def noise_fold(X, y, train, test, fold: int, *, seed: int, n_genes: int, counts:
     ``test_noise_sds`` on the same noise draw (seeded by ``seed`` and ``fold``). Returns ``(scores,
     disagreement)``: lists of dicts (per model and SD; per SD, how often the models' predictions differ).
     """
-    from . import baselines, metrics
-    from .config import resolve_device
-    from .preprocess.bulk import split_transform
-    from .train import train_classifier_autoencoder
-
     den, ctrl, logreg = names
     y = np.asarray(y)
     Xtr, Xte, _ = split_transform(X, train, test, n_top_genes=n_genes, scale01=True, counts=counts)
@@ -210,14 +200,14 @@ def noise_fold(X, y, train, test, fold: int, *, seed: int, n_genes: int, counts:
             Xtr, ytr, architecture, mse_weight=mse_weight, epochs=epochs, batch_size=batch_size, lr=lr,
             optimizer=optimizer, noise_sd=sd, device=resolve_device(device), seed=seed + fold)
         predict[name] = lambda Xt, m=model, c=classes: c[m.logits(Xt).argmax(1)]
-    predict[logreg] = baselines.logistic_all_genes(seed=seed).fit(Xtr, ytr).predict
+    predict[logreg] = logistic_all_genes(seed=seed).fit(Xtr, ytr).predict
     rng = np.random.default_rng([int(seed), int(fold)])          # this fold's own noise draw
     rows, disagree = [], []
     for sd_test in test_noise_sds:
         Xt = Xte if sd_test == 0 else (Xte + rng.normal(0, sd_test, Xte.shape)).astype(np.float32)
         preds = {name: np.asarray(f(Xt)) for name, f in predict.items()}
         for name, pr in preds.items():
-            m = metrics.classification(yte, pr)
+            m = classification(yte, pr)
             rows.append({"data": tag, "model": name, "test noise SD": sd_test, "fold": fold,
                          "accuracy": m["accuracy"], "f1_macro": m["f1_macro"]})
         disagree.append({"data": tag, "test noise SD": sd_test, "fold": fold,
@@ -247,15 +237,12 @@ def architecture_summary(meta, results, n_genes: int) -> pd.DataFrame:
     ``meta``: ``(fold, architecture)`` per task; ``results``: :func:`fit_autoencoder_fold`'s results in
     the same order (those with ``pca_mse`` add a "PCA-30 (baseline)" row per fold). ``layers`` describes
     each architecture on ``n_genes`` inputs."""
-    from . import metrics
-    from .models import autoencoder as aem
-
     runs = pd.DataFrame([{"architecture": a, "fold": f, "test_mse": o["test_mse"], "seconds": o["seconds"]}
                          for (f, a), o in zip(meta, results)]
                         + [{"architecture": "PCA-30 (baseline)", "fold": f, "test_mse": o["pca_mse"], "seconds": 0.0}
                            for (f, a), o in zip(meta, results) if "pca_mse" in o])
-    summary = metrics.summarize(runs, by="architecture", metrics=["test_mse", "seconds"]).sort_values("test_mse_mean")
-    summary["layers"] = [aem.describe(a, n_genes) if not a.startswith("PCA") else "linear projection, 30 components"
+    summary = summarize(runs, by="architecture", metrics=["test_mse", "seconds"]).sort_values("test_mse_mean")
+    summary["layers"] = [describe(a, n_genes) if not a.startswith("PCA") else "linear projection, 30 components"
                          for a in summary["architecture"]]
     return summary
 
@@ -265,22 +252,18 @@ def curve_summary(results, meta=None, key: str | None = None) -> pd.DataFrame:
 
     ``meta``: ``(fold, value)`` per result, grouped by ``key`` (e.g. the code size) as well as the epoch;
     without it, result ``i`` is fold ``i`` and the curves are grouped by epoch only."""
-    from . import metrics
-
     if meta is None:
         rows = [{"fold": f, "epoch": e, "test_mse": v} for f, o in enumerate(results) for e, v in o["curve"]]
-        return metrics.summarize(pd.DataFrame(rows), by="epoch", metrics=["test_mse"])
+        return summarize(pd.DataFrame(rows), by="epoch", metrics=["test_mse"])
     rows = [{key: c, "fold": f, "epoch": e, "test_mse": v} for (f, c), o in zip(meta, results) for e, v in o["curve"]]
-    return metrics.summarize(pd.DataFrame(rows), by=[key, "epoch"], metrics=["test_mse"])
+    return summarize(pd.DataFrame(rows), by=[key, "epoch"], metrics=["test_mse"])
 
 
 def final_summary(meta, results, key: str = "code") -> pd.DataFrame:
     """III.2's table: the last epoch's test MSE and PCA's at the same dimension, mean / SD / SE over folds,
     per ``key`` (``meta``: ``(fold, value)`` per result of :func:`fit_autoencoder_fold`)."""
-    from . import metrics
-
     rows = [{key: c, "fold": f, "test_mse": o["test_mse"], "pca_mse": o["pca_mse"]} for (f, c), o in zip(meta, results)]
-    return metrics.summarize(pd.DataFrame(rows), by=key, metrics=["test_mse", "pca_mse"])
+    return summarize(pd.DataFrame(rows), by=key, metrics=["test_mse", "pca_mse"])
 
 
 def rank_experiment(X, y, *, n_genes: int, seed: int, test_size: float, counts: bool, architecture: str,
@@ -292,12 +275,6 @@ def rank_experiment(X, y, *, n_genes: int, seed: int, test_size: float, counts: 
     Returns ``n_test``, ``Xtr``, ``Xte`` (preprocessed), ``rep``, ``model``, ``y_test``; per measure
     (``"Spearman"``, ``"MSE"``) the rank shares, ``<measure>_reverse`` and ``<measure>_pairs`` (REP-GEP
     against GEP-nearest-other-GEP, :func:`cellbook.metrics.pair_vs_nearest`)."""
-    from sklearn.model_selection import train_test_split
-
-    from . import metrics
-    from .preprocess.bulk import split_transform
-    from .train import train_autoencoder
-
     tr, te = train_test_split(np.arange(len(y)), test_size=test_size, stratify=y, random_state=seed)
     Xtr, Xte, pre = split_transform(X, tr, te, n_top_genes=n_genes, counts=counts)
     model, trainer = train_autoencoder(Xtr, architecture, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -305,9 +282,9 @@ def rank_experiment(X, y, *, n_genes: int, seed: int, test_size: float, counts: 
     rep = model.reconstruct(Xte)
     out = {"n_test": len(te), "Xtr": Xtr, "Xte": Xte, "rep": rep, "model": model, "y_test": y[te]}
     for metric, name in (("spearman", "Spearman"), ("mse", "MSE")):
-        out[name] = metrics.rank_shares(metrics.rep_ranks(Xte, rep, metric))
-        out[name + "_reverse"] = metrics.rank_shares(metrics.rep_ranks(Xte, rep, metric, reverse=True))
-        out[name + "_pairs"] = metrics.pair_vs_nearest(Xte, rep, metric)
+        out[name] = rank_shares(rep_ranks(Xte, rep, metric))
+        out[name + "_reverse"] = rank_shares(rep_ranks(Xte, rep, metric, reverse=True))
+        out[name + "_pairs"] = pair_vs_nearest(Xte, rep, metric)
     return out
 
 
@@ -317,9 +294,6 @@ def noise_experiment(X, y, n_folds: int, tag: str, *, seed: int, **noise):
 
     Returns ``(scores, disagreement)`` as DataFrames: per fold, model and test-noise SD; per fold and SD,
     how often the models' predictions differ."""
-    from .parallel import map_tasks
-    from .splits import stratified_kfold
-
     cv = stratified_kfold(y, n_folds, seed)
     out = map_tasks(noise_fold, [dict(X=X, y=y, train=tr, test=te, fold=f, tag=tag, seed=seed, **noise)
                                  for f, (tr, te) in enumerate(cv)], desc=f"{tag}: folds")
@@ -330,8 +304,6 @@ def noise_experiment(X, y, n_folds: int, tag: str, *, seed: int, **noise):
 def noise_table(summary: pd.DataFrame, names) -> pd.DataFrame:
     """Accuracy "mean ± SE" over folds: one row per test-noise SD, one column per model (``names``, in
     that order), from :func:`cellbook.metrics.summarize` of :func:`noise_experiment`'s scores."""
-    from .report import pm
-
     t = summary.assign(cell=[pm(m, s) for m, s in zip(summary["accuracy_mean"], summary["accuracy_se"])])
     return t.pivot(index="test noise SD", columns="model", values="cell")[list(names)]
 
@@ -388,13 +360,11 @@ def paired_differences(runs: pd.DataFrame, control: str, x: str = "test noise SD
                        metric: str = "accuracy") -> pd.DataFrame:
     """Each model's ``metric`` minus the ``control``'s, paired by fold and ``x``: mean, SD, SE and n over
     folds per (model, ``x``) (the control itself left out). For III.7's figure; records nothing."""
-    from . import metrics
-
     ctrl = runs[runs["model"] == control].set_index(["fold", x])[metric]
     others = runs[runs["model"] != control]
     diff = others.assign(difference=others[metric].to_numpy()
                          - ctrl.loc[list(zip(others["fold"], others[x]))].to_numpy())
-    return metrics.summarize(diff, by=["model", x], metrics=["difference"])
+    return summarize(diff, by=["model", x], metrics=["difference"])
 
 
 def component_enrichment(gene_lists: dict, collections: dict, symbols, *, data_path=None,
@@ -411,17 +381,12 @@ def component_enrichment(gene_lists: dict, collections: dict, symbols, *, data_p
     terms at BH <= 0.05); ``{label: reason}`` for the collections that could not be used (a missing file
     raises unless ``strict`` is False); and the ``genesets`` dataset's provenance when it was used.
     """
-    from pathlib import Path
-
-    from . import datasets
-    from .enrichment import overrepresentation, read_gmt
-
     results, counts, skipped, genesets = {}, [], {}, None
     for label, name in collections.items():
         path = Path(str(name)).expanduser()
         if not path.is_file():
-            folder = Path(datasets.locate("genesets", data_path))
-            genesets = datasets.info_for("genesets", folder)
+            folder = Path(locate("genesets", data_path))
+            genesets = info_for("genesets", folder)
             path = folder / str(name)
         try:
             sets = read_gmt(path, max_size=max_set_size)
@@ -449,8 +414,6 @@ def component_enrichment(gene_lists: dict, collections: dict, symbols, *, data_p
 def stratified_subsample(adata, n_max: int | None, seed: int, key: str = "cell_type"):
     """At most ``n_max`` observations of ``adata``, drawn stratified by ``obs[key]`` (seeded by ``seed``)
     and kept in their original order; ``adata`` itself when it is no larger (or ``n_max`` is None / 0)."""
-    from sklearn.model_selection import train_test_split
-
     if not n_max or adata.n_obs <= n_max:
         return adata
     keep, _ = train_test_split(np.arange(adata.n_obs), train_size=n_max, random_state=seed,

@@ -60,7 +60,8 @@ return {
          .concat(Array.from(document.querySelectorAll('link[rel=stylesheet][href], script[src]'))
                  .map(e => e.href || e.src)),
   images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src, alt: i.alt || '',
-      complete: i.complete, w: i.naturalWidth, inContent: main.contains(i) && !i.closest('.navbar, nav, header, footer, .bd-sidebar-primary, .bd-header'),
+      complete: i.complete, w: i.naturalWidth,
+      inContent: main.contains(i) && !i.closest('.navbar, nav, header, footer, .bd-sidebar-primary, .bd-header'),
       figure: !!i.closest('div.cell_output, figure')})),
   ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id)
        .concat(Array.from(document.querySelectorAll('a[name]')).map(e => e.name)),
@@ -440,7 +441,7 @@ PART_CHAPTER_PAGE = re.compile(r"^notebooks/part[^/]*/")
 # Not reader pages: Sphinx's generated indexes.
 NOT_LINTED = ("genindex.html", "search.html", "py-modindex.html")
 
-_LINT_JS = r"""
+_LINT_JS = (r"""
 const cfg = arguments[0];
 const art = cfg.article.split(',').map(s => document.querySelector(s.trim())).find(Boolean) || document.body;
 const W = window.innerWidth, tol = cfg.tol;
@@ -449,7 +450,9 @@ const style = e => { let s = styleCache.get(e); if (!s) { s = getComputedStyle(e
 const visible = e => e.getClientRects().length > 0 && e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true,
     opacityProperty: true, visibilityProperty: true, contentVisibilityAuto: true});
 const squash = t => (t || '').replace(/\s+/g, ' ').trim();
-const words = e => { const t = squash(e.innerText || e.textContent); return t.length > 48 ? t.slice(0, 45) + '...' : t; };
+const words = e => {
+  const t = squash(e.innerText || e.textContent); return t.length > 48 ? t.slice(0, 45) + '...' : t;
+};
 const SKIP_CLASS = /^(docutils|container|notranslate|highlight-[\w-]+|cell|tag_[\w-]+)$/;
 function cssPath(el) {   // up to 3 levels; a table's rows and sections are skipped ("table.x td")
   let path = '', sep = '';
@@ -485,7 +488,8 @@ const colW = art.clientWidth - parseFloat(as.paddingLeft) - parseFloat(as.paddin
 const colRight = colLeft + colW;
 const scrolls = e => ['auto', 'scroll'].includes(style(e).overflowX);
 const clips = e => style(e).overflowX !== 'visible' || style(e).overflowY !== 'visible';
-const out = {url: location.href, width: W, column: Math.round(colW), pageScrollWidth: document.scrollingElement.scrollWidth,
+const out = {url: location.href, width: W, column: Math.round(colW),
+             pageScrollWidth: document.scrollingElement.scrollWidth,
              wide: [], pageWide: [], overlaps: [], figures: [], code: [], forbidden: [], stderr: [], tracebacks: 0};
 
 // 1. Wide elements: wider than the column, and no box of their own (or an ancestor inside the column) scrolls them.
@@ -499,7 +503,8 @@ for (const el of art.querySelectorAll(cfg.wide)) {
   let ok = false;
   for (let e = el; e && e !== art; e = e.parentElement) {
     const r = e.getBoundingClientRect();
-    if (scrolls(e) && e.clientWidth <= colW + tol && r.left >= colLeft - tol && r.right <= colRight + tol) { ok = true; break; }
+    if (scrolls(e) && e.clientWidth <= colW + tol &&
+        r.left >= colLeft - tol && r.right <= colRight + tol) { ok = true; break; }
   }
   if (!ok) failing.push([el, Math.round(px)]);
 }
@@ -580,7 +585,8 @@ out.articleHeight = art.getBoundingClientRect().height;
 const pats = cfg.forbidden.map(([name, src]) => [name, new RegExp(src, 'g')]);
 const walker = document.createTreeWalker(art, NodeFilter.SHOW_TEXT);
 // named by the table, code block, paragraph or output box that holds the text (one message for a whole table)
-const holder = 'table, pre, p, li, dt, dd, h1, h2, h3, h4, h5, h6, figcaption, summary, div.output, div.cellbook-provenance, div.admonition';
+const holder = 'table, pre, p, li, dt, dd, h1, h2, h3, h4, h5, h6, figcaption, summary, div.output, """
+    r"""div.cellbook-provenance, div.admonition';
 const parentOk = new Map();
 for (let node = walker.nextNode(); node; node = walker.nextNode()) {
   const p = node.parentElement;
@@ -606,7 +612,7 @@ out.takeaways = /take-?aways?/i.test(text);
 out.provenance = Array.from(art.querySelectorAll(cfg.provenance)).filter(visible).length;
 out.imagesPending = Array.from(art.querySelectorAll('img')).filter(i => !i.complete).length;
 return out;
-"""
+""")
 
 
 @dataclass

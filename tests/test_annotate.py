@@ -1,4 +1,4 @@
-"""cellbook.annotate: gene alignment by name, confidence, training on shared genes, model files, voting."""
+"""cellbook.annotation: gene alignment by name, confidence, training on shared genes, model files, voting."""
 import json
 
 import anndata as ad
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellbook.annotate import CellTypeClassifier, annotate
+from cellbook.annotation import CellTypeClassifier, annotate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -24,7 +24,8 @@ def _adata(n=120, g=60, seed=0):
 
 @pytest.fixture(scope="module")
 def fitted():
-    return CellTypeClassifier("mlp", n_genes=None, max_epochs=15, lr=3e-3, device="cpu", patience=None).fit_adata(_adata())
+    clf = CellTypeClassifier("mlp", n_genes=None, max_epochs=15, lr=3e-3, device="cpu", patience=None)
+    return clf.fit_adata(_adata())
 
 
 def test_annotate_writes_labels_and_confidence(fitted):
@@ -83,7 +84,7 @@ def test_fit_adata_needs_the_label_column():
 
 
 def test_lineage_mapping_matches_whole_words():
-    from cellbook.annotate import to_lineage
+    from cellbook.annotation import to_lineage
 
     got = to_lineage(["CD4+ T activated integrinB7+", "Naive CD20+ B IGKC+", "Lymph prog", "HSC", "earlyEry"])
     assert list(got) == ["T/NK", "B", None, "stem/progenitor", "erythroid"]
@@ -94,8 +95,7 @@ import zipfile  # noqa: E402
 
 import torch  # noqa: E402
 
-from cellbook.annotate import (UNASSIGNED, fit_reference, load_model, majority_vote, save_model,  # noqa: E402
-                               shared_genes)
+from cellbook.annotation import UNASSIGNED, fit_reference, load_model, majority_vote, save_model, shared_genes  # noqa: E402
 from cellbook.baselines import PCAKNN, HVGLogisticRegression  # noqa: E402
 
 TINY = dict(max_epochs=1, device="cpu", patience=None, n_genes=None, model_kwargs={"chunk": 50})
@@ -334,7 +334,7 @@ def test_majority_voting_over_clusters_is_deterministic_and_fixes_stray_labels()
 # ----------------------------------------------------------------------- real data
 def test_vangalen_reference_annotates_the_gse194122_starter(data_root, monkeypatch):
     import cellbook as cb
-    from cellbook.annotate import to_lineage
+    from cellbook.annotation import to_lineage
 
     monkeypatch.setenv("CELLBOOK_DATA", str(data_root))
     ref = cb.datasets.load_scrna("vangalen2019")

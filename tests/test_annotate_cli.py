@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from cellbook.run import main
+from cellbook.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def files(tmp_path_factory):
 def _run(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "cellbook.run", "annotate", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "cellbook.cli", "annotate", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -5,8 +5,13 @@ import torch
 from torch import nn
 
 from cellbook.models.autoencoder import Autoencoder, ClassifierAutoencoder, parse_architecture
-from cellbook.train import (classifier_ae_loss, gaussian_noise, pack_targets, train_autoencoder,
-                            train_classifier_autoencoder)
+from cellbook.train import (
+    classifier_ae_loss,
+    gaussian_noise,
+    pack_targets,
+    train_autoencoder,
+    train_classifier_autoencoder,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from torch import nn
 
 from cellbook import datasets, enrichment, splits
-from cellbook.annotate import CellTypeClassifier
+from cellbook.annotation import CellTypeClassifier
 from cellbook.baselines import PCAKNN, HVGLogisticRegression
 from cellbook.datasets import bulk
 from cellbook.datasets import images as dsi
@@ -142,7 +142,8 @@ ERRORS = [
     # --- missing labels: one check (cellbook.splits.check_missing) before anything stringifies them
     ("fit-nan-labels", lambda c: CellTypeClassifier("mlp", **TINY).fit(c.fitted.X, _with_missing(c.fitted.y)),
      ValueError, r"y: 2 of 60 cells have a missing label .*rows 3, 7.*drop those cells.*or fill in their label"),
-    ("fit-none-labels", lambda c: CellTypeClassifier("mlp", **TINY).fit(c.fitted.X, _with_missing(c.fitted.y, value=None)),
+    ("fit-none-labels",
+     lambda c: CellTypeClassifier("mlp", **TINY).fit(c.fitted.X, _with_missing(c.fitted.y, value=None)),
      ValueError, r"y: 2 of 60 cells have a missing label.*drop those cells"),
     ("fit_adata-nan-obs", lambda c: CellTypeClassifier("mlp", **TINY).fit_adata(_nan_obs_adata()),
      ValueError, r"obs\['cell_type'\]: 2 of 60 cells have a missing label .*e\.g\. c3, c7.*drop those cells"),
@@ -184,7 +185,8 @@ ERRORS = [
      ValueError, r"(?s)^(?!.*duplicate_genes).*G1 \(x2\).*give unique names"),
     ("fit-duplicate-gene-names", lambda c: CellTypeClassifier("mlp", **TINY).fit(
         c.fitted.X, c.fitted.y, gene_names=["G1"] * 2 + c.fitted.genes[2:]),
-     ValueError, r"(?s)^gene_names: 1 gene name\(s\) occur more than once: G1 \(x2\)(?!.*duplicate_genes).*give unique"),
+     ValueError, r"(?s)^gene_names: 1 gene name\(s\) occur more than once: "
+                 r"G1 \(x2\)(?!.*duplicate_genes).*give unique"),
     ("non-integer-counts-hint-exists", lambda c: datasets.bmmc(_scaled_adata(0.5), n_cells=None),
      ValueError, r"(?s)^(?!.*counts=False).*non-integer values.*adata\.layers\['counts'\]"),
     # --- images and their metadata.csv
@@ -239,10 +241,12 @@ ERRORS = [
     # --- gene order: a model fitted without names cannot match names
     ("predict-names-for-unnamed-model", lambda c: c.fitted.unnamed.predict(c.fitted.X, gene_names=c.fitted.genes),
      ValueError, r"fitted without gene names.*refit with fit_adata\(adata\) or fit\(X, y, gene_names=\.\.\.\)"),
-    ("predict-too-few-shared-genes", lambda c: c.fitted.named.predict(c.fitted.X, gene_names=[f"X{i}" for i in range(30)]),
+    ("predict-too-few-shared-genes",
+     lambda c: c.fitted.named.predict(c.fitted.X, gene_names=[f"X{i}" for i in range(30)]),
      ValueError, r"only 0 of the model's 30 genes are in X's gene names.*same kind \(symbols vs Ensembl ids\)"),
     # --- implausible counts (1e30 pins the probabilities at 0/1)
-    ("counts-1e30-fit", lambda c: CellTypeClassifier("mlp", transform="counts", **TINY).fit(c.fitted.X * 1e30, c.fitted.y),
+    ("counts-1e30-fit",
+     lambda c: CellTypeClassifier("mlp", transform="counts", **TINY).fit(c.fitted.X * 1e30, c.fitted.y),
      ValueError, r"values up to \S+e\+3\d .*above 1e\+09.*scaled or corrupt: give the raw \(integer\) counts"),
     ("counts-1e30-predict", lambda c: c.fitted.named.predict(c.fitted.X * 1e30, gene_names=c.fitted.genes),
      ValueError, r"X: contains values up to \S+e\+3\d.*give the raw \(integer\) counts"),
@@ -250,23 +254,28 @@ ERRORS = [
     ("trainer-more-classes-than-outputs", lambda c: _trainer(k=2).fit(*_blobs()),
      ValueError, r"y has 3 classes \(a, b, c\) but the model \(Sequential\) outputs 2 scores per row; build the "
                  r"model with one output per class \(n_classes=3\)"),
-    ("trainer-unseen-validation-label", lambda c: _trainer().fit(*_blobs(), X_val=_blobs()[0][:3], y_val=["a", "zz", "b"]),
+    ("trainer-unseen-validation-label",
+     lambda c: _trainer().fit(*_blobs(), X_val=_blobs()[0][:3], y_val=["a", "zz", "b"]),
      ValueError, r"y_val has 1 label\(s\) never seen in training: zz \(1\).*Drop those validation rows"),
     ("trainer-wrong-input-width", lambda c: _trainer(d=5).fit(*_blobs()),
      ValueError, r"X has 6 columns \(features per row\) but the model \(Sequential\) expects 5"),
-    ("trainer-wrong-image-channels", lambda c: Trainer(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(3)),
-                                                     max_epochs=1, device="cpu", progress=False).fit(
+    ("trainer-wrong-image-channels",
+     lambda c: Trainer(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(3)),
+                       max_epochs=1, device="cpu", progress=False).fit(
         np.zeros((6, 1, 8, 8), np.float32), np.repeat(["a", "b", "c"], 2)),
-     ValueError, r"the model \(Sequential\) cannot take rows of shape \(1, 8, 8\).*give X the shape the model was built for"),
+     ValueError, r"the model \(Sequential\) cannot take rows of shape \(1, 8, 8\)"
+                 r".*give X the shape the model was built for"),
     ("trainer-predict-wrong-width", lambda c: c.fitted.trainer.predict(_blobs(d=4)[0]),
      ValueError, r"X has 4 columns .*expects 6"),
     ("trainer-class-weight-length", lambda c: _trainer(class_weight=[1.0, 2.0]).fit(*_blobs()),
      ValueError, r"class_weight has 2 value\(s\) .*but y has 3 classes \(a, b, c\); give one weight per class"),
     # --- rare classes: the hint names an option that exists
-    ("rare-class-names-min_cells_per_type", lambda c: splits.stratified_kfold(np.repeat(["a", "b", "rare"], [10, 10, 2]), 5),
+    ("rare-class-names-min_cells_per_type",
+     lambda c: splits.stratified_kfold(np.repeat(["a", "b", "rare"], [10, 10, 2]), 5),
      ValueError, r"rare \(2\); drop these classes with min_cells_per_type=\.\.\. \(cellbook\.splits\.stratified_split"
                  r" / repeated_splits / stratified_kfold, or cellbook\.datasets\.bmmc / select_cells\)"),
-    ("fit-rare-class-hint", lambda c: CellTypeClassifier("mlp", **TINY).fit(c.fitted.X, np.r_[c.fitted.y[:-1], ["solo"]]),
+    ("fit-rare-class-hint",
+     lambda c: CellTypeClassifier("mlp", **TINY).fit(c.fitted.X, np.r_[c.fitted.y[:-1], ["solo"]]),
      ValueError, r"solo \(1\); drop these classes with min_cells_per_type="),
 ]
 

@@ -1,4 +1,4 @@
-"""Issue 10: nothing half-published, nothing silently wrong (``cellbook run`` and the book check).
+"""Nothing half-published, nothing silently wrong (``cellbook run`` and the book check).
 
 One row per reported case. Every row asserts the exception type or exit code and a message
 that names the thing and the fix. The run rows execute the fixture repository
@@ -23,22 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from cellbook import book, report, results, run
+from cellbook import book, cli, layout, report, results, runner
 from cellbook.fsutil import read_json
 from cellbook.nbtools import error_outputs
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "runbook"
 WORK = "demo/02_work"
-# `cellbook run` in a subprocess, without cellbook/__init__'s heavy imports (torch, scanpy):
-# the same main() as the console script, ready in about a second instead of five.
-LIGHT_CLI = (
-    "import importlib.util, sys, types\n"
-    "pkg = types.ModuleType('cellbook')\n"
-    "pkg.__path__ = list(importlib.util.find_spec('cellbook').submodule_search_locations)\n"
-    "sys.modules['cellbook'] = pkg\n"
-    "from cellbook.run import main\n"
-    "sys.exit(main())\n"
-)
 
 
 def _build(root: Path) -> Path:
@@ -55,7 +45,7 @@ def baseline(tmp_path_factory) -> Path:
     """The fixture repository after one good `cellbook run demo` (two kernels, once per module)."""
     root = tmp_path_factory.mktemp("baseline") / "repo"
     shutil.copytree(FIXTURE, root)
-    assert run.main(["run", "demo", "--root", str(root), "--device", "cpu"]) == 0
+    assert cli.main(["run", "demo", "--root", str(root), "--device", "cpu"]) == 0
     assert book.check(root) == [], "a good run must publish a consistent book"
     umask = os.umask(0o022)
     os.umask(umask)
@@ -123,7 +113,7 @@ def test_bad_input_is_refused_before_anything_runs(fresh, monkeypatch, capsys, a
     args = ["run", *argv, "--device", "cpu"] if "--device" not in argv else ["run", *argv]
     if "--root" not in argv:
         args += ["--root", str(fresh)]
-    assert run.main(args) == 1
+    assert cli.main(args) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     for pat in patterns:
@@ -132,10 +122,10 @@ def test_bad_input_is_refused_before_anything_runs(fresh, monkeypatch, capsys, a
 
 
 def test_null_is_accepted_where_default_or_profile_uses_it(fresh):
-    assert run.plan(WORK, "quick", "cpu", {"data_path": "/x", "lr": 1}, fresh)["lr"] == 1
-    assert run.plan("part1/02_models", "quick", "cpu", {"n_genes": None})["n_genes"] is None  # full sets null
+    assert runner.plan(WORK, "quick", "cpu", {"data_path": "/x", "lr": 1}, fresh)["lr"] == 1
+    assert runner.plan("part1/02_models", "quick", "cpu", {"n_genes": None})["n_genes"] is None  # full sets null
     with pytest.raises(ValueError, match=r"'epochs' takes an integer .*null only where"):
-        run.plan(WORK, "quick", "cpu", {"epochs": None}, fresh)
+        runner.plan(WORK, "quick", "cpu", {"epochs": None}, fresh)
 
 
 # ------------------------------------------------------------------------------------------
@@ -143,14 +133,14 @@ def test_null_is_accepted_where_default_or_profile_uses_it(fresh):
 
 def _cli(root: Path, *args: str) -> tuple[int, str]:
     """In-process `cellbook run` (same main(), stderr captured by the caller's capsys)."""
-    return run.main(["run", *args, "--root", str(root), "--device", "cpu"]), ""
+    return cli.main(["run", *args, "--root", str(root), "--device", "cpu"]), ""
 
 
 def _signalled(root: Path, sig: int) -> tuple[int, str, int]:
     """`cellbook run demo` in a subprocess, sent ``sig`` while cell 4 of demo/02_work sleeps."""
     ready = root / "ready.pid"
     proc = subprocess.Popen(
-        [sys.executable, "-c", LIGHT_CLI, "run", "demo", "--root", str(root), "--device", "cpu",
+        [sys.executable, "-m", "cellbook.cli", "run", "demo", "--root", str(root), "--device", "cpu",
          "-p", "mode=sleep", "-p", f"ready_file={ready}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # a job started in the background (`cmd &` in a script) inherits SIGINT ignored, and Python then never
@@ -223,13 +213,13 @@ def test_failed_run_publishes_nothing_and_the_check_refuses(repo, capsys, how, c
 
 def test_cli_and_book_check_number_cells_alike(repo, capsys):
     """The CLI's "failed in cell N" and the check's "cell N" (on the failed copy) are the same N."""
-    assert run.main(["run", WORK, "-p", "mode=raise", "--root", str(repo), "--device", "cpu"]) == 1
+    assert cli.main(["run", WORK, "-p", "mode=raise", "--root", str(repo), "--device", "cpu"]) == 1
     cli_cell = re.search(r"failed in cell (\d+)", capsys.readouterr().err).group(1)
     check = error_outputs(_build(repo) / "failed" / f"{WORK}.ipynb")
     assert check == [f"cell {cli_cell}: ValueError: fixture asked to raise",
                      "cell 6: not completed (papermill status 'pending')"]
     # success afterwards clears the failure and the check passes again
-    assert run.main(["run", WORK, "--root", str(repo), "--device", "cpu"]) == 0
+    assert cli.main(["run", WORK, "--root", str(repo), "--device", "cpu"]) == 0
     assert not (_build(repo) / "failed" / f"{WORK}.ipynb").exists() and book.check(repo) == []
 
 
@@ -321,7 +311,7 @@ def _save_results(root: Path):
 
 
 def _record(root: Path):
-    run._record_run(_build(root), "demo/01_ok", {"seconds": 1.0, "profile": "quick", "device": "cpu"})
+    layout.record_run(_build(root), "demo/01_ok", {"seconds": 1.0, "profile": "quick", "device": "cpu"})
 
 
 WRITE_ROWS = [
@@ -348,7 +338,7 @@ READ_ROWS = [
     ("results.load", lambda r: results.load(WORK, _build(r) / "results"), f"results/{WORK}.json"),
     ("results.load_all", lambda r: results.load_all(_build(r) / "results"), f"results/{WORK}.json"),
     ("report.load_run", lambda r: report.load_run(_build(r) / "results"), "results/_run.json"),
-    ("run.read_run_record", lambda r: run.read_run_record(_build(r)), "results/_run.json"),
+    ("layout.read_run_record", lambda r: layout.read_run_record(_build(r)), "results/_run.json"),
     ("nbtools.error_outputs", lambda r: error_outputs(_build(r) / "executed" / f"{WORK}.ipynb"),
      f"executed/{WORK}.ipynb"),
 ]
@@ -368,10 +358,10 @@ def test_run_out_writes_elsewhere_and_leaves_the_published_book(repo):
     """Exercises run with --out book/_build/exercises: the published copy and results stay as they were."""
     before = _published(repo)
     out = repo / "book" / "_build" / "exercises"
-    assert run.main(["run", WORK, "--root", str(repo), "--device", "cpu", "--out", str(out)]) == 0
+    assert cli.main(["run", WORK, "--root", str(repo), "--device", "cpu", "--out", str(out)]) == 0
     assert _published(repo) == before
     assert (out / "executed" / f"{WORK}.ipynb").exists() and (out / "results" / f"{WORK}.json").exists()
     assert WORK in read_json(out / "results" / "_run.json")["notebooks"]
     assert book.check(repo) == []                      # the book itself is still consistent
     bad = ["run", WORK, "--root", str(repo), "--device", "cpu", "--out", str(repo / "book" / "_build" / "results")]
-    assert run.main(bad) == 1
+    assert cli.main(bad) == 1

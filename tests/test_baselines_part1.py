@@ -20,6 +20,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
 from cellbook import baselines as B
+from cellbook.baselines import _celltypist_model, _expression
 
 
 def _counts(n_per=(30, 30, 30), g=120, labels=("A", "B", "C"), seed=0, strength=4.0):
@@ -142,8 +143,9 @@ def test_inner_cv_sees_only_the_training_cells(data, monkeypatch):
     """HVGs are chosen inside each inner fold from that fold's training cells, and only fitted cells are used."""
     Xtr, ytr, Xte, _, genes = data
     calls = []
-    real = B.highly_variable
-    monkeypatch.setattr(B, "highly_variable", lambda X, n, *a, **k: calls.append(X.shape[0]) or real(X, n, *a, **k))
+    real = _expression.highly_variable
+    monkeypatch.setattr(_expression, "highly_variable",
+                        lambda X, n, *a, **k: calls.append(X.shape[0]) or real(X, n, *a, **k))
     sub = np.arange(60)                                 # fit on a subset of the training cells
     m = B.TunedLogisticRegression(n_top_genes=60, param_grid={"C": (0.1, 1.0), "target_sum": (1e3, 1e4)},
                                   n_folds=3).fit(Xtr[sub], ytr[sub], gene_names=genes)
@@ -286,8 +288,8 @@ def test_celltypist_rejects_empty_cells(data):
 
 def test_celltypist_import_leaves_warnings_and_logging_alone():
     """celltypist's import silences UserWarnings process-wide and configures the root logger; ours undoes it."""
-    code = ("import logging, warnings; from cellbook.baselines import _celltypist; before = list(warnings.filters); "
-            "_celltypist(); import celltypist.classifier; "
+    code = ("import logging, warnings; from cellbook.baselines._celltypist_model import _celltypist; "
+            "before = list(warnings.filters); _celltypist(); import celltypist.classifier; "
             "assert warnings.filters == before, warnings.filters[:3]; "
             "assert not logging.getLogger().handlers and logging.getLogger().level == logging.WARNING")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -296,15 +298,15 @@ def test_celltypist_import_leaves_warnings_and_logging_alone():
 def test_ovr_shim_is_one_binary_fit_per_class(data):
     Xtr, ytr, _, _, _ = data
     Z = np.log1p(Xtr[:, :40])
-    m = B._OvRLogisticRegression(multi_class="ovr", C=0.5, max_iter=500, n_jobs=1).fit(Z, ytr)
+    m = _celltypist_model._OvRLogisticRegression(multi_class="ovr", C=0.5, max_iter=500, n_jobs=1).fit(Z, ytr)
     for i, c in enumerate(m.classes_):
         ref = LogisticRegression(C=0.5, max_iter=500).fit(Z, (ytr == c).astype(int))
         np.testing.assert_allclose(m.coef_[i], ref.coef_[0], atol=1e-6)
     assert m.decision_function(Z).shape == (len(ytr), 3)
-    two = B._OvRLogisticRegression(C=0.5).fit(Z[ytr != "C"], ytr[ytr != "C"])
+    two = _celltypist_model._OvRLogisticRegression(C=0.5).fit(Z[ytr != "C"], ytr[ytr != "C"])
     assert two.coef_.shape == (1, 40) and two.decision_function(Z).ndim == 1
     # n_jobs classes at once (threads): the same coefficients as one after another
-    par = B._OvRLogisticRegression(multi_class="ovr", C=0.5, max_iter=500, n_jobs=3).fit(Z, ytr)
+    par = _celltypist_model._OvRLogisticRegression(multi_class="ovr", C=0.5, max_iter=500, n_jobs=3).fit(Z, ytr)
     np.testing.assert_array_equal(par.coef_, m.coef_)
     np.testing.assert_array_equal(par.intercept_, m.intercept_)
 
@@ -314,13 +316,13 @@ def test_celltypist_n_jobs_follows_the_thread_budget(data, monkeypatch):
 
     Xtr, ytr, Xte, _, genes = data
     seen = []
-    real = B._OvRLogisticRegression.fit
+    real = _celltypist_model._OvRLogisticRegression.fit
 
     def spy(self, X, y, sample_weight=None):
         seen.append(self.ovr_jobs)
         return real(self, X, y, sample_weight)
 
-    monkeypatch.setattr(B._OvRLogisticRegression, "fit", spy)
+    monkeypatch.setattr(_celltypist_model._OvRLogisticRegression, "fit", spy)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)

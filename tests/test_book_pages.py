@@ -4,7 +4,7 @@ Fast, executes no notebook:
 
 * every shell command in a code block of ``book/*.md`` and ``README.md`` (and every inline command
   that starts with ``cellbook``, ``make``, ``.venv/bin/python`` or ``bash``) is checked:
-  ``cellbook ...`` against the real command line (``cellbook.run.build_parser``: argparse must
+  ``cellbook ...`` against the real command line (``cellbook.cli.build_parser``: argparse must
   accept it; notebook names as ``cellbook list`` knows them; ``-p key=value`` names a parameter of
   the target notebooks' ``parameters`` cell, of the right type; profiles and dataset names exist),
   ``make TARGET VAR=value`` against the Makefile, ``python``/``bash`` scripts against the files,
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from cellbook import run
+from cellbook import cli, layout, runner
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = sorted((REPO / "book").glob("*.md")) + [REPO / "README.md"]
@@ -160,7 +160,7 @@ def _argparse(args: list[str]):
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            return run.build_parser().parse_args(args), None
+            return cli.build_parser().parse_args(args), None
     except SystemExit as stop:
         if stop.code == 0:                      # --help
             return None, None
@@ -186,20 +186,20 @@ def check_cellbook(args: list[str]) -> list[str]:
         return [f"no profile {ns.profile!r} (valid: {', '.join(profile_names())})"]
     requested = [n for n in ns.notebooks if not PLACEHOLDER.match(n)]
     try:
-        names = run.resolve_names(requested or ["all"])
-        overrides = run.parse_overrides(ns.parameter)
+        names = layout.resolve_names(requested or ["all"])
+        overrides = runner.parse_overrides(ns.parameter)
     except ValueError as err:
         return [str(err)]
     problems = []
-    known = set().union(*(run.notebook_parameters(n) for n in names))
+    known = set().union(*(layout.notebook_parameters(n) for n in names))
     unknown = sorted(set(overrides) - known)
     if unknown:
         problems.append(f"no notebook asked for has parameter(s) {', '.join(unknown)} "
                         f"(their parameters cells define: {', '.join(sorted(known))})")
     for name in names:
-        own = {k: v for k, v in overrides.items() if k in run.notebook_parameters(name)}
+        own = {k: v for k, v in overrides.items() if k in layout.notebook_parameters(name)}
         try:
-            run.plan(name, ns.profile, ns.device, own)
+            runner.plan(name, ns.profile, ns.device, own)
         except ValueError as err:
             problems.append(str(err))
     return problems
@@ -230,7 +230,7 @@ def check_make(args: list[str]) -> list[str]:
                 problems.append(f"DEVICE={value} is not auto, cpu or cuda")
             elif var == "NOTEBOOKS":
                 try:
-                    run.resolve_names(value.split())
+                    layout.resolve_names(value.split())
                 except ValueError as err:
                     problems.append(str(err))
         elif arg not in targets:
@@ -276,7 +276,7 @@ def check_papermill(args: list[str]) -> list[str]:
     if not (REPO / nb).is_file():
         return [f"no notebook {nb}"]
     name = nb.removeprefix("notebooks/").removesuffix(".ipynb")
-    params = run.notebook_parameters(name)
+    params = layout.notebook_parameters(name)
     keys = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-p", "--parameters")]
     return [f"{name} has no parameter {k!r} (it has {', '.join(sorted(params))})" for k in keys if k not in params]
 
@@ -294,7 +294,7 @@ STALE = [
 
 def mention_problems(prog: str, sub: str) -> list[str]:
     if prog in CELLBOOK:
-        choices = run.build_parser()._subparsers._group_actions[0].choices
+        choices = cli.build_parser()._subparsers._group_actions[0].choices
         return [] if sub in choices else [f"no sub-command {sub!r} (valid: {', '.join(choices)})"]
     return command_problems(f"{prog} {sub}")
 

@@ -6,7 +6,8 @@ traceback, every ``_toc.yml`` page reachable, a provenance box on every executed
 chapter template (Question / Paper section / Data / Take-aways) visible, each part's key
 figure shown, and the exercises' solutions folded behind a toggle that opens on click.
 Screenshots of the home page, one chapter and the results summary, and a JSON list of the pages
-and figures per part, go to ``book/_build/screenshots/``. ``CELLBOOK_BOOK_ROOT=/path`` checks a book built in another tree.
+and figures per part, go to ``book/_build/screenshots/``. ``CELLBOOK_BOOK_ROOT=/path`` checks a book built in
+another tree.
 
 The page linter (``test_page_lint_*``, issue 22 item 7) opens every page at 1,400 and 400 px and fails
 on a table / code block / output wider than its column that does not scroll in its own box (or a page
@@ -39,9 +40,22 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from browser_util import (  # noqa: E402
-    LINT_WIDTHS, MIN_TEXT_KEY, chromium, chromium_missing_reason, crawl, figure_min_text_px, figures_missing,
-    lint_site, page_path_of, png_text_chunks, provenance_missing, screenshot, serve, site_pages,
-    structure_missing, unreached,
+    LINT_WIDTHS,
+    MIN_TEXT_KEY,
+    chromium,
+    chromium_missing_reason,
+    crawl,
+    figure_min_text_px,
+    figures_missing,
+    lint_site,
+    page_path_of,
+    png_text_chunks,
+    provenance_missing,
+    screenshot,
+    serve,
+    site_pages,
+    structure_missing,
+    unreached,
 )
 
 browser = pytest.mark.browser   # tests that drive Chromium (deselect with -m "not browser")
@@ -427,7 +441,8 @@ def test_fixture_book_good_chapter_passes(fixture_site):
     assert figures_missing(fixture_site, ["good"], 1) == []
     assert not [p for p in fixture_site.problems() if p.startswith("good.html")]
     assert unreached(fixture_site, ["index", "good", "raised", "broken"]) == []
-    assert unreached(fixture_site, ["never_built"]) == ["never_built: page never_built.html not reached from the home page"]
+    assert unreached(fixture_site, ["never_built"]) == [
+        "never_built: page never_built.html not reached from the home page"]
     assert structure_missing(fixture_site, ["good"], required=("Question",)) == []
     assert structure_missing(fixture_site, ["raised"], required=("Question",)) == [
         "raised.html: no 'Question' on the page"]
@@ -458,8 +473,10 @@ DOCTORED_PROBLEMS = {
     "page scrolls": r"the page scrolls sideways .*table\.doctored-wide",
     "nan": r"shows nan 'nan' in .*\"The control.s error rate was nan",
     "decimals": r"shows a number with more than 4 decimals '0\.1234567'",
-    "overlap": r"text overlaps other text: .*\"This paragraph is where the next one.*p\.drawn-over \"A sentence drawn over",
-    "spilled cell": r"text overlaps other text: .*table\.spills td \"a long label that spills over\".*table\.spills td \"0\.500\"",
+    "overlap": r"text overlaps other text: .*\"This paragraph is where the next one"
+               r".*p\.drawn-over \"A sentence drawn over",
+    "spilled cell": r"text overlaps other text: .*table\.spills td \"a long label that spills over\""
+                    r".*table\.spills td \"0\.500\"",
     "tiny figure": r"img \"figure [0-9a-f]+\.\.\.[0-9a-f]+\.png\".* shows text of 5\.0 px \(drawn at 5 px, shown at "
                    r"1\.00 scale\); the minimum is 9 px",
     "shrunk figure": r"img \"figure shrunk\.png\".* is shown at 0\.\d\d of its drawn width .*does not say its "
@@ -479,7 +496,8 @@ def test_lint_fixture_doctored_page_names_each_problem(lint_fixture, width):
     assert all(p.startswith(f"{DOCTORED} @{width}px: ") for p in problems), problems
     expected = dict(DOCTORED_PROBLEMS)
     if width >= 1000:   # the 15 % budget is set for desktop widths
-        expected["code budget"] = r"visible code is \d+% of the page.s height \(\d+ of \d+ px in 2 cells\); the budget is 15%"
+        expected["code budget"] = (r"visible code is \d+% of the page.s height \(\d+ of \d+ px in 2 cells\); "
+                                   r"the budget is 15%")
     missed = [name for name, pattern in expected.items() if not any(re.search(pattern, p) for p in problems)]
     assert not missed, f"{DOCTORED} @{width}px: the linter did not name {missed}; it said:\n" + "\n".join(problems)
     unexplained = [p for p in problems if not any(re.search(pat, p) for pat in expected.values())]
@@ -551,7 +569,8 @@ def test_png_text_chunks_reads_what_page_png_writes(tmp_path):
     (tmp_path / "_images" / "f.png").write_bytes(png)
     base = "http://127.0.0.1:8000/"
     assert figure_min_text_px(base + "_images/f.png", base, tmp_path) == pytest.approx(10.0)
-    assert figure_min_text_px("data:image/png;base64," + base64.b64encode(png).decode(), base, tmp_path) == pytest.approx(10.0)
+    data_url = "data:image/png;base64," + base64.b64encode(png).decode()
+    assert figure_min_text_px(data_url, base, tmp_path) == pytest.approx(10.0)
     assert figure_min_text_px(base + "_images/missing.png", base, tmp_path) is None
     (tmp_path / "_images" / "plain.png").write_bytes(plain.getvalue())
     assert figure_min_text_px(base + "_images/plain.png", base, tmp_path) is None

@@ -8,8 +8,15 @@ import pandas as pd
 import pytest
 
 from cellbook.datasets import bulk
-from cellbook.preprocess.bulk import (BulkPreprocessor, MinMaxPerGene, log2_transform, quantile_apply,
-                                      quantile_normalize, quantile_reference, top_variance_genes)
+from cellbook.preprocess.bulk import (
+    BulkPreprocessor,
+    MinMaxPerGene,
+    log2_transform,
+    quantile_apply,
+    quantile_normalize,
+    quantile_reference,
+    top_variance_genes,
+)
 
 DATA = os.environ.get("CELLBOOK_DATA")
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import cellbook as cb
-from cellbook import run
+from cellbook import layout
 
 
 def _namespace(**over):
@@ -77,8 +77,8 @@ def test_every_chapter_opens_with_one_call():
     seeds, starts a recorder or loads its data by hand."""
     import re
 
-    for name in run.list_notebooks():   # the summary page too: it opens with data="results"
-        cells = [c for c in json.loads((run.notebook_dir() / f"{name}.ipynb").read_text())["cells"]
+    for name in layout.list_notebooks():   # the summary page too: it opens with data="results"
+        cells = [c for c in json.loads((layout.notebook_dir() / f"{name}.ipynb").read_text())["cells"]
                  if c["cell_type"] == "code"]
         tags = [set(c["metadata"].get("tags", [])) for c in cells]
         def imports_only(src):

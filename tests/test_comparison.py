@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from cellbook.baselines import PCAKNN, HVGLogisticRegression
-from cellbook.comparison import (TUNED, StackedEnsemble, entry_names, fit_tuned, model_zoo, paired_verdict)
+from cellbook.comparison import TUNED, StackedEnsemble, entry_names, fit_tuned, model_zoo, paired_verdict
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -77,7 +77,7 @@ def test_fit_tuned_chooses_on_validation_accuracy():
                                     device="cpu", min_cells_per_gene=1, batch_size=32)
     assert list(table["setting"]) == [0, 1] and table["chosen"].tolist() == [False, True]
     assert table.loc[1, "val_accuracy"] > table.loc[0, "val_accuracy"]
-    assert paper.trainer_kwargs["lr"] == 1e-6 and tuned.trainer_kwargs["lr"] == 3e-3
+    assert paper.get_params()["lr"] == 1e-6 and tuned.get_params()["lr"] == 3e-3
     assert tuned.tuning_ is table
 
 
@@ -207,7 +207,7 @@ def test_tuning_choices():
 
 def test_model_sizes_count_every_architecture():
     from cellbook import count_parameters
-    from cellbook.annotate import build_model
+    from cellbook.annotation import build_model
 
     sizes = cmp.model_sizes([(300, 5), (200, 4)], k=2, chunk=50)
     assert sizes["model"].tolist() == ["MLP", "CNN", "LSTM", "LSTM + attention", "CNN ensemble (K = 2)"]

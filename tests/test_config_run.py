@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cellbook import config, run
+from cellbook import config, layout, runner
 from cellbook.book import executed_chapters, toc_files
 from cellbook.nbtools import code, error_outputs, hygiene_problems, md, params, write_notebook
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = run.list_notebooks()
+NOTEBOOKS = layout.list_notebooks()
 
 
 def test_profiles_file_has_quick_and_full():
@@ -35,10 +35,10 @@ def test_profile_defaults_and_notebook_values(tmp_path):
 
 
 def test_parse_overrides_types():
-    assert run.parse_overrides(["epochs=3", "lr=1e-3", "name=cnn", "flag=true", "x=null"]) == \
+    assert runner.parse_overrides(["epochs=3", "lr=1e-3", "name=cnn", "flag=true", "x=null"]) == \
         {"epochs": 3, "lr": 1e-3, "name": "cnn", "flag": True, "x": None}
     with pytest.raises(ValueError, match="key=value"):
-        run.parse_overrides(["epochs"])
+        runner.parse_overrides(["epochs"])
 
 
 def test_resolve_device_cpu_and_bad():
@@ -63,17 +63,17 @@ def test_papermill_sees_every_parameter(name):
     src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
     assigned = {t.id for node in ast.parse(src).body if isinstance(node, ast.Assign)
                 for t in node.targets if isinstance(t, ast.Name)}
-    assert assigned == set(run.notebook_parameters(name)), "papermill does not see: " + \
-        ", ".join(sorted(assigned - set(run.notebook_parameters(name))))
+    assert assigned == set(layout.notebook_parameters(name)), "papermill does not see: " + \
+        ", ".join(sorted(assigned - set(layout.notebook_parameters(name))))
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_every_profile_key_is_a_notebook_parameter(name):
-    valid = run.notebook_parameters(name)
+    valid = layout.notebook_parameters(name)
     for p in ("profile", "device", "seed"):
         assert p in valid, f"{name}: parameters cell lacks {p}"
     for profile in config.profile_names():
-        run.plan(name, profile, "cpu", {})  # raises on unknown names
+        runner.plan(name, profile, "cpu", {})  # raises on unknown names
 
 
 def test_every_notebook_is_in_the_toc_and_vice_versa():
@@ -92,10 +92,10 @@ def test_profile_notebook_keys_name_real_notebooks():
 
 def test_unknown_parameter_and_notebook_are_errors():
     with pytest.raises(ValueError, match="unknown parameter.*valid:"):
-        run.plan("part1/01_data", "quick", "cpu", {"no_such_param": 1})
+        runner.plan("part1/01_data", "quick", "cpu", {"no_such_param": 1})
     with pytest.raises(ValueError, match="unknown notebook 'part9/xx'"):
-        run.resolve_names(["part9/xx"])
-    assert run.resolve_names(["part1"]) == [n for n in NOTEBOOKS if n.startswith("part1/")]
+        layout.resolve_names(["part9/xx"])
+    assert layout.resolve_names(["part1"]) == [n for n in NOTEBOOKS if n.startswith("part1/")]
 
 
 def _fixture_repo(tmp_path, body):
@@ -111,7 +111,7 @@ def test_run_executes_into_build_tree_and_never_touches_source(tmp_path):
     root = _fixture_repo(tmp_path, "raise RuntimeError('boom')")
     src = root / "notebooks" / "demo" / "ok.ipynb"
     before = src.read_text()
-    out = run.run_notebook("demo/ok", "quick", "cpu", {"n": 41}, root=root, progress=False)
+    out = runner.run_notebook("demo/ok", "quick", "cpu", {"n": 41}, root=root, progress=False)
     assert out == root / "book" / "_build" / "executed" / "demo" / "ok.ipynb"
     assert src.read_text() == before
     text = out.read_text()
@@ -121,8 +121,9 @@ def test_run_executes_into_build_tree_and_never_touches_source(tmp_path):
 
 def test_failing_notebook_names_notebook_and_cell(tmp_path):
     root = _fixture_repo(tmp_path, "raise RuntimeError('boom')")
-    with pytest.raises(run.NotebookFailed, match=r"notebook demo/bad failed in cell 4 .*raise RuntimeError.*RuntimeError: boom"):
-        run.run_notebook("demo/bad", "quick", "cpu", {}, root=root, progress=False)
+    with pytest.raises(runner.NotebookFailed,
+                       match=r"notebook demo/bad failed in cell 4 .*raise RuntimeError.*RuntimeError: boom"):
+        runner.run_notebook("demo/bad", "quick", "cpu", {}, root=root, progress=False)
     # nothing is published; the failed copy is kept for debugging, with the same cell number
     assert not (root / "book" / "_build" / "executed" / "demo" / "bad.ipynb").exists()
     failed = root / "book" / "_build" / "failed" / "demo" / "bad.ipynb"
@@ -131,11 +132,11 @@ def test_failing_notebook_names_notebook_and_cell(tmp_path):
 
 def test_cli_exit_code_and_message(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    res = subprocess.run([sys.executable, "-m", "cellbook.run", "run", "part1/01_data", "--profile", "nope"],
+    res = subprocess.run([sys.executable, "-m", "cellbook.cli", "run", "part1/01_data", "--profile", "nope"],
                          capture_output=True, text=True, env=env, cwd=REPO)
     assert res.returncode == 1
     assert "unknown profile 'nope'; valid profiles: full, quick" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "cellbook.run", "run", "part1/01_data", "-p", "bogus=1"],
+    res = subprocess.run([sys.executable, "-m", "cellbook.cli", "run", "part1/01_data", "-p", "bogus=1"],
                          capture_output=True, text=True, env=env, cwd=REPO)
     assert res.returncode == 1 and "unknown parameter(s) bogus" in res.stderr and "Traceback" not in res.stderr
 
@@ -170,7 +171,7 @@ def test_exercise_commands_write_apart_and_name_real_parameters():
     import re
     import shlex
 
-    from cellbook.run import REPO_ROOT, notebook_parameters
+    from cellbook.layout import REPO_ROOT, notebook_parameters
 
     n_commands = 0
     for page in sorted((REPO_ROOT / "book").glob("exercises_part*.md")):

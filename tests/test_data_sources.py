@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from cellbook.datasets import build as B
 from cellbook.datasets import cache, registry
 from cellbook.datasets.registry import ChecksumError, DatasetNotFoundError, RawFile
+from cellbook.layout import book_datasets, notebook_datasets
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,7 +124,7 @@ def test_starter_builder_from_the_organisers_file_format(data_root, tmp_path):
 
 
 def test_every_book_dataset_can_be_fetched():
-    for name in cache.book_datasets():
+    for name in book_datasets():
         ds = registry.get(name)
         assert ds.buildable, f"{name} has no raw files or builder"
         assert all(r.url.startswith(("https://", "ftp://")) for r in ds.raw), name
@@ -277,7 +278,7 @@ def test_ensure_names_the_dataset_url_and_command(empty_env, monkeypatch):
 
 
 def test_cli_list_where_verify(toy, server, empty_env, capsys):
-    from cellbook.run import main
+    from cellbook.cli import main
 
     assert main(["data", "list"]) == 0
     out = capsys.readouterr().out
@@ -320,7 +321,7 @@ def test_every_chapter_setup_cell_is_generated_from_the_one_repository_url():
     import yaml
 
     from cellbook import project
-    from cellbook.run import list_notebooks, notebook_dir
+    from cellbook.layout import list_notebooks, notebook_dir
 
     for name in list_notebooks():
         path = notebook_dir() / f"{name}.ipynb"
@@ -328,7 +329,7 @@ def test_every_chapter_setup_cell_is_generated_from_the_one_repository_url():
         setup = [c for c in cells if "cellbook-setup" in c.get("metadata", {}).get("tags", [])]
         assert len(setup) == 1, f"{name}: expected one setup cell"
         assert set(project.SETUP_TAGS) <= set(setup[0]["metadata"]["tags"])
-        needs = cache.notebook_datasets(path)
+        needs = notebook_datasets(path)
         assert "".join(setup[0]["source"]) == project.setup_cell(needs), f"{name}: setup cell is not generated"
         for n in needs:
             registry.get(n)
@@ -346,11 +347,10 @@ def test_setup_cell_installs_cellbook_in_a_fresh_environment(data_root, tmp_path
     """Colab-like: a fresh venv without cellbook runs a chapter's setup cell; the install points at a
     wheel of this checkout (no network for cellbook itself); the dependencies come from this venv."""
     import json
+    import shutil
     import subprocess
     import sys
     import venv
-
-    import shutil
 
     src = tmp_path / "src"   # build from a copy: setuptools writes build/ into the source tree
     shutil.copytree(REPO / "cellbook", src / "cellbook", ignore=shutil.ignore_patterns("__pycache__"))
@@ -414,7 +414,7 @@ def test_every_takeaway_cell_goes_through_the_recorder():
     import json
     import re
 
-    from cellbook.run import list_notebooks, notebook_dir
+    from cellbook.layout import list_notebooks, notebook_dir
 
     for name in list_notebooks():
         cells = json.loads((notebook_dir() / f"{name}.ipynb").read_text())["cells"]

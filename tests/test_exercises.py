@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from cellbook import run
+from cellbook import layout
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = sorted((REPO / "book").glob("exercises_part*.md"))
@@ -174,7 +174,7 @@ def test_every_solution_states_expected_numbers(page):
         commands = exercise_commands(body)
         names = {n for args in commands for n in args if re.fullmatch(r"(part\d|summary)/\w+", n)}
         for r in mine:
-            assert r.notebook in run.list_notebooks(), f"{r.where()}: no notebook {r.notebook}"
+            assert r.notebook in layout.list_notebooks(), f"{r.where()}: no notebook {r.notebook}"
             assert r.default or r.this, f"{r.where()}: no range at all"
             if r.this:
                 assert r.notebook in names, f"{r.where()}: the exercise's command does not run {r.notebook}"
@@ -238,7 +238,7 @@ def test_exercise_run_falls_in_its_range(page, heading, body, tmp_path, data_roo
     env = {**os.environ, "CELLBOOK_DATA": os.environ.get("CELLBOOK_DATA") or str(data_root), "PYTHONHASHSEED": "0"}
     for args in exercise_commands(body):
         assert args[:2] == ["--out", EXERCISE_OUT], f"book/{page.name}: {heading}: {args}"
-        cmd = [sys.executable, "-m", "cellbook.run", "run", "--out", str(tmp_path), *args[2:], "--quiet"]
+        cmd = [sys.executable, "-m", "cellbook.cli", "run", "--out", str(tmp_path), *args[2:], "--quiet"]
         res = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True)
         assert res.returncode == 0, f"book/{page.name}: {heading}: `cellbook run {shlex.join(args)}` failed:\n" \
                                     f"{res.stderr[-3000:]}"

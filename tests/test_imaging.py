@@ -134,8 +134,8 @@ def test_plots_imaging_smoke():
     grid = pd.DataFrame({"ws": [1, 1, 3, 3], "ssn": [2, 4, 2, 4], "fold": 0, "accuracy": [0.5, 0.5, 0.6, 0.7]})
     fig2 = pim.ssn_heatmap(grid, paper_best=(3, 2))
     assert "WS=3, SSN=4" in fig2.axes[0].get_title()
-    summ = pd.DataFrame({"model": ["a", "a", "b", "b"], "size": [10, 20, 10, 20], "accuracy_mean": [0.5, 0.6, 0.55, 0.7],
-                         "accuracy_sd": [0.1, 0.1, 0.05, 0.05]})
+    summ = pd.DataFrame({"model": ["a", "a", "b", "b"], "size": [10, 20, 10, 20],
+                         "accuracy_mean": [0.5, 0.6, 0.55, 0.7], "accuracy_sd": [0.1, 0.1, 0.05, 0.05]})
     fig3 = pim.learning_curves(summ, chance=0.5)
     assert len(fig3.axes[0].get_legend().get_texts()) == 2
     plt.close("all")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from cellbook.annotate import CellTypeClassifier, build_model
+from cellbook.annotation import CellTypeClassifier, build_model
 from cellbook.models.cnn1d import CNN1D
 from cellbook.models.ensemble import JointEnsemble, VotingEnsemble, joint
 from cellbook.models.mlp import MLP
@@ -30,8 +30,9 @@ def test_cnn_reference_architecture_sizes():
     m = CNN1D(13822, 14)
     # 13822 -> conv s4 -> 3456 -> pool4 -> 864 -> conv s2 -> 432 -> pool4 -> 108; 128 channels
     assert m.flat_size == 128 * 108
-    convs = [l for l in m.features if isinstance(l, torch.nn.Conv1d)]
-    assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [(1, 64, 7, 4), (64, 128, 5, 2)]
+    convs = [layer for layer in m.features if isinstance(layer, torch.nn.Conv1d)]
+    assert ([(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs]
+            == [(1, 64, 7, 4), (64, 128, 5, 2)])
     assert m.classifier[-1].out_features == 14
 
 
@@ -163,13 +164,15 @@ def test_fewer_than_two_classes():
         CellTypeClassifier("mlp", max_epochs=1).fit(X, np.array(["a"] * 30))
 
 
-def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="architecture"):
-        CellTypeClassifier("transformer")
-    with pytest.raises(ValueError, match="ensemble"):
-        CellTypeClassifier("cnn", ensemble="stack")
-    with pytest.raises(ValueError, match="transform"):
-        CellTypeClassifier("cnn", transform="zscore")
+def test_bad_settings_are_refused_at_fit():
+    """scikit-learn's contract: the constructor stores its arguments, fit validates them."""
+    X, y = _toy(n=30, g=40)
+    for kwargs, what in (({"architecture": "transformer"}, "architecture"), ({"ensemble": "stack"}, "ensemble"),
+                         ({"transform": "zscore"}, "transform")):
+        clf = CellTypeClassifier(**{"architecture": "cnn", **kwargs})
+        assert clf.get_params()[next(iter(kwargs))] == next(iter(kwargs.values()))
+        with pytest.raises(ValueError, match=what):
+            clf.fit(X, y)
     with pytest.raises(ValueError, match="architecture"):
         build_model("gru", 10, 2)
 

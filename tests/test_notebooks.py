@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cellbook import run
+from cellbook import layout, runner
 from cellbook.book import executed_chapters, executed_path
 from cellbook.nbtools import error_outputs
 
@@ -22,7 +22,7 @@ BUILT = [n for n in executed_chapters() if executed_path(n).exists()]
 @pytest.mark.notebook
 def test_data_chapter_executes_on_real_data(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("CELLBOOK_DATA", str(data_root))
-    out = run.run_notebook("part1/01_data", "quick", "cpu", {"check_gse194122": False}, out_dir=tmp_path,
+    out = runner.run_notebook("part1/01_data", "quick", "cpu", {"check_gse194122": False}, out_dir=tmp_path,
                            progress=False)
     assert error_outputs(out) == []
     res = json.loads((tmp_path / "results" / "part1" / "01_data.json").read_text())
@@ -54,8 +54,8 @@ def test_notebooks_never_handle_tensors_or_fitted_modules():
     import re
 
     banned = re.compile(r"\.module_\b|torch\.(from_numpy|tensor|as_tensor|no_grad)|\.to\(\s*['\"]cuda|\.cuda\(\)")
-    for name in run.list_notebooks():
-        cells = json.loads((run.notebook_dir() / f"{name}.ipynb").read_text())["cells"]
+    for name in layout.list_notebooks():
+        cells = json.loads((layout.notebook_dir() / f"{name}.ipynb").read_text())["cells"]
         for i, c in enumerate(cells, 1):
             if c["cell_type"] == "code":
                 hit = banned.search("".join(c["source"]))

@@ -181,10 +181,12 @@ def test_each_rule_on_made_up_results(rule, verdict, reason):
 
 def test_evaluate_needs_the_chapter_and_its_profile(tmp_path):
     ledger = {"part1": {"claims": [
-        {"id": "I-1", "claim": "A beats B.", "chapter": "part1/x", "rule": {"kind": "better", "a": "acc::A", "b": "acc::B"}},
+        {"id": "I-1", "claim": "A beats B.", "chapter": "part1/x",
+         "rule": {"kind": "better", "a": "acc::A", "b": "acc::B"}},
         {"id": "I-2", "claim": "Full only.", "chapter": "part1/x", "needs_profile": "full",
          "rule": {"kind": "better", "a": "acc::A", "b": "acc::B"}},
-        {"id": "I-3", "claim": "Not run.", "chapter": "part1/y", "rule": {"kind": "member", "value": "w", "item": "A"}}]}}
+        {"id": "I-3", "claim": "Not run.", "chapter": "part1/y",
+         "rule": {"kind": "member", "value": "w", "item": "A"}}]}}
     results = {"part1/x": {"figures": FIGS, "provenance": {"profile": "quick"}}}
     table = claims.evaluate(results, ledger)
     assert table["verdict"].tolist() == [claims.HOLDS, claims.UNTESTABLE, claims.UNTESTABLE]
@@ -271,9 +273,10 @@ HIDDEN = {"hide-input", "remove-input", "remove-cell", "cellbook-setup"}
 
 
 def _chapters():
-    from cellbook import run
+    from cellbook import layout
 
-    return [(name, json.loads((run.notebook_dir() / f"{name}.ipynb").read_text())) for name in run.list_notebooks()]
+    return [(name, json.loads((layout.notebook_dir() / f"{name}.ipynb").read_text()))
+            for name in layout.list_notebooks()]
 
 
 def test_visible_code_is_short_and_fits_the_column():

@@ -110,10 +110,8 @@ def test_network_table_lists_every_link_with_the_figure_numbers():
 
 
 def test_show_networks_displays_each_figure_and_its_table(monkeypatch):
-    import IPython.display
-
     shown = []
-    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    monkeypatch.setattr(cplots, "display", lambda obj: shown.append(obj))
     g = _graph()
     cplots.show_networks({"GO": (g, 0.01), "Reactome": (g, 0.05)})
     kinds = [type(o).__name__ for o in shown]

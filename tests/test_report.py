@@ -147,11 +147,12 @@ def test_runtime_table_and_load_run(tmp_path):
 
 
 def test_runtime_by_setting_keeps_cpu_and_gpu_runs_apart(tmp_path):
-    from cellbook.run import _record_run
+    from cellbook.layout import record_run as _record_run
 
     base = {"device_requested": "auto", "started_utc": "t", "finished_utc": "t", "run_id": "r"}
     _record_run(tmp_path, "part1/01_data", {**base, "seconds": 8.5, "profile": "quick", "device": "cpu", "gpu": None})
-    _record_run(tmp_path, "part1/02_models", {**base, "seconds": 14.0, "profile": "quick", "device": "cpu", "gpu": None})
+    _record_run(tmp_path, "part1/02_models",
+                {**base, "seconds": 14.0, "profile": "quick", "device": "cpu", "gpu": None})
     _record_run(tmp_path, "part1/01_data", {**base, "seconds": 10.2, "profile": "full", "device": "cuda",
                                             "gpu": "NVIDIA H200"})
     df = report.runtime_by_setting(report.load_run(tmp_path / "results")).set_index("notebook")
@@ -179,6 +180,7 @@ def test_lower_is_better():
 
 def test_ours_vs_paper_figure():
     import matplotlib.pyplot as plt
+
     from cellbook.plots.report import ours_vs_paper
 
     fig = ours_vs_paper(report.headline_table(RESULTS))

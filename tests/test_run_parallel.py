@@ -8,7 +8,7 @@ import multiprocessing as mp
 
 import pytest
 
-from cellbook import run
+from cellbook import cli, layout
 from cellbook.nbtools import code, md, params, write_notebook
 
 PARAMS = 'profile = "quick"\ndevice = "auto"\nseed = 0\nmode = "ok"'
@@ -30,13 +30,13 @@ def _repo(tmp_path):
 
 def test_chains_keep_each_part_in_order_and_the_summary_last():
     names = ["part1/01", "part1/02", "part2/01", "part3/01", "part3/02", "summary/01"]
-    assert run.chains(names) == ([["part1/01", "part1/02"], ["part2/01"], ["part3/01", "part3/02"]], ["summary/01"])
+    assert layout.chains(names) == ([["part1/01", "part1/02"], ["part2/01"], ["part3/01", "part3/02"]], ["summary/01"])
 
 
 def test_jobs_runs_parts_at_once_and_the_summary_after_them(tmp_path):
     root = _repo(tmp_path)
-    assert run.main(["run", "all", "--root", str(root), "--device", "cpu", "--jobs", "2"]) == 0
-    record = run.read_run_record(root / "book" / "_build")
+    assert cli.main(["run", "all", "--root", str(root), "--device", "cpu", "--jobs", "2"]) == 0
+    record = layout.read_run_record(root / "book" / "_build")
     entries = record["notebooks"]
     assert set(entries) == {"partA/01_x", "partA/02_y", "partB/01_z", "summary/01_results"}
     # within a part in order; the summary started after every part had finished
@@ -52,10 +52,10 @@ def test_a_failed_part_stops_the_summary_and_names_the_part(tmp_path, capsys):
     root = _repo(tmp_path)
     nb = root / "notebooks" / "partB" / "01_z.ipynb"
     write_notebook(nb, [md("# z"), params(PARAMS.replace('"ok"', '"raise"')), code(BODY)])
-    assert run.main(["run", "all", "--root", str(root), "--device", "cpu", "--jobs", "2"]) == 1
+    assert cli.main(["run", "all", "--root", str(root), "--device", "cpu", "--jobs", "2"]) == 1
     err = capsys.readouterr().err
     assert "partB (exit 1) failed" in err and "summary/01_results not run" in err
-    entries = run.read_run_record(root / "book" / "_build")["notebooks"]
+    entries = layout.read_run_record(root / "book" / "_build")["notebooks"]
     assert {"partA/01_x", "partA/02_y"} <= set(entries) and "summary/01_results" not in entries
 
 
@@ -72,13 +72,13 @@ def _args(**kw):
     (dict(scheduler="tcp://10.1.2.3:8786"), ["part3/01"], {"backend": "dask", "scheduler": "tcp://10.1.2.3:8786"}),
 ])
 def test_sweep_settings_from_the_command_line(kw, names, expect):
-    got = run._configure_sweeps(_args(**kw), names)
+    got = cli._configure_sweeps(_args(**kw), names)
     assert {k: got[k] for k in expect} == expect
 
 
 def _writer(out_dir, k):
     for i in range(15):
-        run._record_run(out_dir, f"p{k}/{i:02d}", {"seconds": 1.0, "profile": "quick", "device": "cpu"})
+        layout.record_run(out_dir, f"p{k}/{i:02d}", {"seconds": 1.0, "profile": "quick", "device": "cpu"})
 
 
 def test_run_record_keeps_every_entry_when_processes_write_at_once(tmp_path):

@@ -60,7 +60,8 @@ def test_part1_models_on_splits_match_serial(data_root, monkeypatch, one_torch_t
 # Part II --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def stem_small(data_root):
-    from cellbook.preprocess import imaging as im, spectral as sp
+    from cellbook.preprocess import imaging as im
+    from cellbook.preprocess import spectral as sp
 
     stem = cb.datasets.load_images("stemcell_passage_phase", path=data_root / "stemcell_passage_phase")
     X220, keep, _ = im.preprocess_set(stem.images)
@@ -86,7 +87,8 @@ def test_part2_image_models_match_serial(stem_small, one_torch_thread):
     X = sp.stack_images(Xs, (1.0,))
     folds = cb.splits.grouped_folds(labels, groups, n_splits=2, seed=0)
     tasks = [dict(X=X, labels=labels, train=tr, test=te, model="scnn", seed=k, widths=(4, 8), epochs=2,
-                  batch_size=16, lr=2e-3, device="cpu", positive=sorted(set(labels))[0]) for k, (tr, te) in enumerate(folds)]
+                  batch_size=16, lr=2e-3, device="cpu", positive=sorted(set(labels))[0])
+             for k, (tr, te) in enumerate(folds)]
 
     def run():
         return cb.map_tasks(cb.sweeps.fit_image_model, tasks, progress=False)

@@ -19,11 +19,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+# anndata and OpenCV are imported where they are used, so that `cellbook data` stays light; pyreadr
+# (the raw Ensembl table) is needed only to build a dataset from its raw files.
 
 # ----------------------------------------------------------------------------- digests
 
@@ -154,6 +158,22 @@ def _gse116256_pairs(raw_files) -> list[tuple[str, str, str, str]]:
     return [(s, dem[s][0], dem[s][1], anno[s][1]) for s in order]
 
 
+def _read_dem(raw_root: Path, dem_path: str, header, cells) -> tuple[list, list]:
+    """The ``cells`` columns of one ``dem`` matrix (genes x cells, integer counts), read in chunks of
+    4000 genes: ``(cells x genes int32 CSR blocks, gene names)``."""
+    chunks, gene_names = [], []
+    reader = pd.read_csv(raw_root / dem_path, sep="\t", usecols=[header[0], *cells], index_col=0,
+                         chunksize=4000)
+    for chunk in reader:
+        chunk = chunk[cells]
+        values = chunk.to_numpy()
+        if not np.issubdtype(values.dtype, np.integer):
+            raise ValueError(f"{dem_path}: non-integer counts")
+        chunks.append(sp.csr_matrix(values.T.astype(np.int32)))
+        gene_names += chunk.index.astype(str).tolist()
+    return chunks, gene_names
+
+
 def build_vangalen2019(raw_root: Path, out: Path, raw_files) -> None:
     """GSE116256 per-sample ``dem``/``anno`` files -> ``vangalen2019_bm_seqwell.h5ad``.
 
@@ -177,16 +197,7 @@ def build_vangalen2019(raw_root: Path, out: Path, raw_files) -> None:
             raise ValueError(f"{anno_path}: {len(unknown)} annotated cells are not in {dem_path} "
                              f"(e.g. {', '.join(unknown[:3])})")
         cells = [c for c in header[1:] if c in set(keep["Cell"])]   # the matrix's cell order
-        chunks, gene_names = [], []
-        reader = pd.read_csv(raw_root / dem_path, sep="\t", usecols=[header[0], *cells], index_col=0,
-                             chunksize=4000)
-        for chunk in reader:
-            chunk = chunk[cells]
-            values = chunk.to_numpy()
-            if not np.issubdtype(values.dtype, np.integer):
-                raise ValueError(f"{dem_path}: non-integer counts")
-            chunks.append(sp.csr_matrix(values.T.astype(np.int32)))
-            gene_names += chunk.index.astype(str).tolist()
+        chunks, gene_names = _read_dem(raw_root, dem_path, header, cells)
         if genes is None:
             genes = gene_names
         elif gene_names != genes:
@@ -446,8 +457,6 @@ def build_hek(raw_root: Path, out: Path, raw_files) -> None:
 
 def build_copy(raw_root: Path, out: Path, raw_files) -> None:
     """Files distributed ready to use (gene sets, direct downloads): copied unchanged."""
-    import shutil
-
     for f in raw_files:
         shutil.copyfile(Path(raw_root) / f.path, Path(out) / f.path.rsplit("/", 1)[-1])
 

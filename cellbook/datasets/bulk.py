@@ -22,7 +22,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..splits import check_missing
 from .registry import DataInfo, info_for, load_source, locate
+from .scrna import _read_table, check_unique_genes, read_h5ad, vangalen2019
+
+# anndata is imported where it is used, so that `cellbook data` stays light.
 
 
 def check_expression(adata, label_key: str = "cell_type", min_per_label: int = 2):
@@ -32,9 +36,6 @@ def check_expression(adata, label_key: str = "cell_type", min_per_label: int = 2
     no genes, duplicated gene names, non-finite values, or a label with fewer than
     ``min_per_label`` samples (it could not be in both training and test data).
     """
-    from ..splits import check_missing
-    from .scrna import check_unique_genes
-
     if label_key not in adata.obs:
         raise ValueError(f"obs[{label_key!r}] is missing; put the tissue / cell-type label there "
                          f"(columns present: {', '.join(map(str, adata.obs.columns)) or 'none'})")
@@ -82,21 +83,18 @@ def from_table(table, label_col: str = "cell_type", name: str = "table", real: b
         if not path.exists():
             raise FileNotFoundError(f"expression table {path} does not exist")
         sep = "\t" if path.suffix.lower() in (".tsv", ".txt") or path.name.endswith((".tsv.gz", ".txt.gz")) else ","
-        from .scrna import _read_table
-
         table = _read_table(path, "expression table", sep=sep, index_col=0)
         source = str(path)
     else:
         source = "DataFrame"
     if label_col not in table.columns:
-        raise ValueError(f"label column {label_col!r} not in the table (columns: {', '.join(map(str, table.columns[:8]))}...)")
+        raise ValueError(f"label column {label_col!r} not in the table "
+                         f"(columns: {', '.join(map(str, table.columns[:8]))}...)")
     genes = table.drop(columns=[label_col])
     nonnum = [c for c in genes.columns if not pd.api.types.is_numeric_dtype(genes[c])]
     if nonnum:
         raise ValueError(f"non-numeric gene columns {nonnum[:5]}; the table must hold only expression values "
                          f"besides {label_col!r}")
-    from ..splits import check_missing
-
     check_missing(table[label_col].to_numpy(), f"label column {label_col!r}", names=table.index, unit="samples")
     adata = ad.AnnData(X=genes.to_numpy(np.float32), obs=pd.DataFrame({"cell_type": table[label_col].astype(str)},
                                                                       index=table.index.astype(str)),
@@ -116,8 +114,6 @@ def tcga6(path=None, protein_coding: bool = True, drop_zero: bool = True):
     log-transform with :mod:`cellbook.preprocess.bulk`.  obs: ``cell_type`` (= TCGA project code),
     ``tissue``, ``tss``, ``plate``.  var: ``gene_symbol``, ``gene_biotype``.
     """
-    from .scrna import read_h5ad
-
     p = locate("tcga6_rnasum_counts", path)
     adata = read_h5ad(p, "tcga6_rnasum_counts: h5ad file")
     keep = np.ones(adata.n_vars, bool)
@@ -146,8 +142,6 @@ def cellnet(path=None):
     Make it once from CellNet's training data (``expTrain`` matrix + ``stTrain$description1``).
     Raises :class:`DatasetNotFoundError` listing the paths tried when it is absent.
     """
-    from .scrna import read_h5ad
-
     p = locate("cellnet_hg1133plus2", path)
     adata = check_expression(read_h5ad(p, "cellnet_hg1133plus2: h5ad file"))
     adata.uns["cellbook_data"] = info_for("cellnet_hg1133plus2", p, strict=False).to_dict()
@@ -170,8 +164,6 @@ def pseudobulk(adata, by=("donor", "cell_type"), min_cells: int = 10, label_key:
         raise ValueError(f"obs column(s) {missing} missing; available: {', '.join(map(str, adata.obs.columns))}")
     if label_key not in by:
         raise ValueError(f"the label column {label_key!r} must be one of the grouping columns {by}")
-    from ..splits import check_missing
-
     for b in by:
         check_missing(adata.obs[b].to_numpy(), f"obs[{b!r}]", names=adata.obs_names)
     X = adata.layers[layer] if layer and layer in adata.layers else adata.X
@@ -231,7 +223,6 @@ def synthetic_bulk(n_per_class: int = 40, n_genes: int = 2000, n_classes: int = 
 def _vangalen_cells(path=None, max_genes: int = 5000):
     """Per-cell profiles of van Galen 2019, restricted to the ``max_genes`` genes detected in most cells
     (the dense cells x genes matrix of all 27899 genes would need about 0.4 GB)."""
-    from .scrna import vangalen2019
     a = vangalen2019(path)
     detected = np.asarray((a.X > 0).sum(axis=0)).ravel()
     keep = np.sort(np.argsort(-detected, kind="stable")[:max_genes])
@@ -245,7 +236,6 @@ def _vangalen_cells(path=None, max_genes: int = 5000):
 
 
 def _vangalen_pseudobulk(path=None):
-    from .scrna import vangalen2019
     return pseudobulk(vangalen2019(path), by=("donor", "cell_type"), min_cells=5)
 
 

@@ -27,11 +27,9 @@ mirror.  File names and checksums are the same as from the official hosts.
 """
 from __future__ import annotations
 
-import ast
 import datetime as _dt
 import hashlib
 import http.client
-import json
 import os
 import sys
 import urllib.error
@@ -39,10 +37,23 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from .. import __version__
 from ..fsutil import atomic_dir, atomic_path, write_json
 from . import build as builders
-from .registry import (BUILD_RECORD, ENV_CACHE, ENV_DATA, ENV_MIRROR, REGISTRY, ChecksumError, DatasetNotFoundError,
-                       RawFile, build_record, cache_dir, fetch_hint, get, locate, sha256sum)
+from .registry import (
+    BUILD_RECORD,
+    ENV_DATA,
+    ENV_MIRROR,
+    ChecksumError,
+    DatasetNotFoundError,
+    RawFile,
+    build_record,
+    cache_dir,
+    fetch_hint,
+    get,
+    locate,
+    sha256sum,
+)
 
 
 class DownloadError(OSError):
@@ -132,8 +143,6 @@ _TRANSIENT = (urllib.error.URLError, http.client.HTTPException, ConnectionError,
 
 
 def _stream(url: str, dest: Path, progress: bool, desc: str, timeout: float) -> int:
-    from .. import __version__
-
     request = urllib.request.Request(url, headers={"User-Agent": f"cellbook/{__version__}"})
     with urllib.request.urlopen(request, timeout=timeout) as resp, open(dest, "wb") as fh:  # noqa: S310
         length = resp.headers.get("Content-Length")
@@ -220,8 +229,6 @@ def _now() -> str:
 
 
 def _record(ds, folder: Path, source: dict) -> dict:
-    from .. import __version__
-
     files = {}
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.name != BUILD_RECORD:
@@ -442,120 +449,3 @@ def ensure(*names: str, fallback: str = "error", path=None, mirror: str | None =
                 f"Source: {url}. Fetch it with `cellbook data fetch {name}` (set {ENV_MIRROR} for a mirror, or "
                 f"{ENV_DATA} to a folder that holds it)") from None
     return out
-
-
-# ----------------------------------------------------------------------------- notebooks
-
-SETUP_TAG = "cellbook-setup"
-
-
-def notebook_datasets(path: str | os.PathLike) -> list[str]:
-    """The datasets a chapter needs: the string arguments of ``ensure(...)`` in its setup cell.
-
-    The setup cell (tagged ``cellbook-setup``) is the one place a chapter names its data; the
-    runner fetches these before executing the chapter, and the cell itself fetches them when the
-    chapter is opened elsewhere (Colab, Binder).
-    """
-    nb = json.loads(Path(path).read_text(encoding="utf-8"))
-    names: list[str] = []
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") != "code" or SETUP_TAG not in cell.get("metadata", {}).get("tags", []):
-            continue
-        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        lines = [ln for ln in src.splitlines() if not ln.lstrip().startswith(("%", "!"))]
-        for node in ast.walk(ast.parse("\n".join(lines))):
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "ensure":
-                names += [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-    return list(dict.fromkeys(names))
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def _print_table(rows: list[dict], cols: list[str]) -> None:
-    widths = {c: max(len(c), *(len(str(r.get(c) or "")) for r in rows)) for c in cols}
-    print("  ".join(c.ljust(widths[c]) for c in cols))
-    for r in rows:
-        print("  ".join(str(r.get(c) or "").ljust(widths[c]) for c in cols))
-
-
-def add_parser(sub) -> None:
-    """Add ``data`` and its sub-commands to the ``cellbook`` argument parser."""
-    p = sub.add_parser("data", help="list, fetch, verify or locate the datasets")
-    dsub = p.add_subparsers(dest="data_command", required=True)
-    dsub.add_parser("list", help="every dataset and its status")
-    pf = dsub.add_parser("fetch", help="download the raw files and build datasets into the cache")
-    pf.add_argument("names", nargs="*", help="dataset names")
-    pf.add_argument("--book", action="store_true", help="every dataset the book's chapters need")
-    pf.add_argument("--force", action="store_true", help="download and build again even if cached")
-    for name, text in (("verify", "check a dataset against the registry's checksums"),
-                       ("where", "print the path a loader would read")):
-        q = dsub.add_parser(name, help=text)
-        q.add_argument("names", nargs="+")
-        q.add_argument("--path", default=None, help="check this file or folder instead of the search order")
-    for q in dsub.choices.values():
-        q.add_argument("--mirror", default=None, help=f"mirror base URL or folder (default: ${ENV_MIRROR})")
-        q.add_argument("--cache", default=None, help=f"cache folder (default: ${ENV_CACHE} or ~/.cache/cellbook)")
-        q.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-
-
-def book_datasets(root: Path | None = None) -> list[str]:
-    """Every dataset named in a setup cell of the book's notebooks."""
-    from ..run import REPO_ROOT, list_notebooks, notebook_dir
-
-    root = Path(root or REPO_ROOT)
-    names: list[str] = []
-    for nb in list_notebooks(root):
-        names += notebook_datasets(notebook_dir(root) / f"{nb}.ipynb")
-    return list(dict.fromkeys(names))
-
-
-def run_cli(args) -> int:
-    """Carry out ``cellbook data ...`` (parsed by :func:`add_parser`); returns the exit code."""
-    if args.cache:
-        os.environ[ENV_CACHE] = str(Path(args.cache).expanduser())
-    progress = False if args.quiet else None
-    cmd = args.data_command
-    if cmd == "list":
-        rows = [status(n) for n in sorted(REGISTRY)]
-        _print_table(rows, ["name", "status", "path", "detail"])
-        print(f"\n{ENV_DATA}={os.environ.get(ENV_DATA) or '(unset)'}  cache={cache_dir()}  "
-              f"{ENV_MIRROR}={os.environ.get(ENV_MIRROR) or '(unset)'}")
-        return 0
-    names = list(args.names)
-    if cmd == "fetch" and args.book:
-        names += book_datasets()
-    if not names:
-        raise ValueError("name at least one dataset (see `cellbook data list`), or --book")
-    for n in names:
-        get(n)
-    failed = 0
-    for n in dict.fromkeys(names):
-        if cmd == "fetch":
-            path = fetch(n, mirror=args.mirror, force=args.force, progress=progress)
-            print(f"{n}: {path}")
-        elif cmd == "where":
-            print(locate(n, args.path))
-        elif cmd == "verify":
-            rows = verify_dataset(n, args.path)
-            for what, ok, detail in rows:
-                print(f"{'ok  ' if ok else 'FAIL'} {n}: {what}: {detail}")
-            failed += not all(ok for _, ok, _ in rows)
-    return 1 if failed else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m cellbook.datasets.cache ...`` (the same as ``cellbook data ...``)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="cellbook")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["data", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return run_cli(args)
-    except (DatasetNotFoundError, DownloadError, ChecksumError, ValueError, KeyError) as err:
-        print(f"cellbook: error: {err}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

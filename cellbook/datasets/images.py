@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..splits import check_missing
 from .registry import DataInfo, info_for, load_source, locate, sha256sum
+from .scrna import _read_table
+
+# OpenCV is imported where it is used, so that `cellbook data` stays light.
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -58,8 +63,6 @@ class ImageSet:
     unlisted: list = field(default_factory=list)
 
     def __post_init__(self):
-        from ..splits import check_missing
-
         names = list(self.files) if len(self.files) == len(self.labels) else None
         fix = "drop those images (rows of metadata.csv) or fill in their {}"
         self.labels = check_missing(self.labels, "ImageSet labels", names, "images", fix.format("label")).astype(str)
@@ -85,7 +88,7 @@ class ImageSet:
         df = pd.DataFrame({"label": self.labels, "group": self.groups})
         return df.groupby("label").agg(images=("group", "size"), groups=("group", "nunique"))
 
-    def subset(self, idx) -> "ImageSet":
+    def subset(self, idx) -> ImageSet:
         idx = np.asarray(idx)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
@@ -137,8 +140,6 @@ def _read_many(root: Path, rel_files: list[str]):
 
 def _groups_for(files: list[str], rule, root: Path) -> tuple[list[str], str]:
     """One group per file from ``rule`` (see :func:`image_folder`); and a note saying how they were made."""
-    import re
-
     if rule is None:
         groups = [str(Path(f).with_suffix("")) for f in files]
         note = ("EACH IMAGE IS ITS OWN GROUP (no groups= given): grouped splits cannot keep images of one frame "
@@ -258,9 +259,6 @@ def _nothing_readable(root: Path, skipped: list, exts) -> str:
 
 def _read_metadata(meta_path: Path, label_col: str, group_col: str) -> pd.DataFrame:
     """metadata.csv, checked: readable, the needed columns, at least one row, no duplicated or empty file."""
-    from ..splits import check_missing
-    from .scrna import _read_table
-
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} does not exist; a registered image dataset needs its metadata.csv "
                                 f"(file, label and group per image): download the dataset again")

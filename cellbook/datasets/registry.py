@@ -12,7 +12,7 @@ looks for a ready dataset, in order:
 2. ``$CELLBOOK_DATA/<name>/`` and ``$CELLBOOK_DATA/`` (``CELLBOOK_DATA`` may list several
    folders separated by ``:``);
 3. the cache, ``$CELLBOOK_CACHE`` or ``~/.cache/cellbook/<name>/``, where
-   :func:`cellbook.datasets.fetch.fetch` downloads the raw files and builds the dataset.
+   :func:`cellbook.datasets.cache.fetch` downloads the raw files and builds the dataset.
 
 If none works it raises :class:`DatasetNotFoundError` naming every path tried, the environment
 variable, the official source and the command that fetches it.  Loaders attach a
@@ -23,13 +23,15 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+from ..fsutil import read_json
 
 ENV_DATA = "CELLBOOK_DATA"
 ENV_CACHE = "CELLBOOK_CACHE"
 ENV_MIRROR = "CELLBOOK_MIRROR"
-BUILD_RECORD = "cellbook-build.json"     # written next to a dataset built by cellbook.datasets.fetch
+BUILD_RECORD = "cellbook-build.json"     # written next to a dataset built by cellbook.datasets.cache.fetch
 MANIFESTS = Path(__file__).with_name("manifests")
 
 
@@ -135,8 +137,6 @@ def register(ds: Dataset) -> Dataset:
     """Add an entry; its raw-file list comes from ``manifests/<name>.tsv`` when that exists."""
     manifest = MANIFESTS / f"{ds.name}.tsv"
     if not ds.raw and manifest.exists():
-        from dataclasses import replace
-
         ds = replace(ds, raw=read_manifest(manifest))
     REGISTRY[ds.name] = ds
     return ds
@@ -237,9 +237,7 @@ def sha256sum(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def build_record(folder: Path) -> dict | None:
-    """The record :func:`cellbook.datasets.fetch.build` left in a built dataset's folder, if any."""
-    from ..fsutil import read_json
-
+    """The record :func:`cellbook.datasets.cache.build` left in a built dataset's folder, if any."""
     p = Path(folder) / BUILD_RECORD
     return read_json(p, what="dataset build record") if p.is_file() else None
 

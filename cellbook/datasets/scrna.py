@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .registry import DatasetNotFoundError, info_for, load_source, locate
+from ..splits import _missing_mask, check_missing, drop_rare
+from .registry import DataInfo, DatasetNotFoundError, get, info_for, load_source, locate
 
+# anndata, h5py and scanpy are imported where they are used, so that `cellbook data` stays light.
 
 MAX_COUNT = 1e9
 """Largest plausible count of one gene in one cell / sample (bulk RNA-seq tops out near 1e7)."""
@@ -101,8 +103,6 @@ def as_counts_adata(adata, label_key: str = "cell_type", counts_layer: str | Non
     adds up the counts of genes with the same name and ``"first"`` keeps the first; either is
     warned about and recorded in ``uns["cellbook_duplicate_genes"]``.
     """
-    from ..splits import check_missing
-
     if duplicate_genes not in ("error", "sum", "first"):
         raise ValueError(f"duplicate_genes must be 'error', 'sum' or 'first', not {duplicate_genes!r}")
     if label_key not in adata.obs:
@@ -226,8 +226,6 @@ def _mofa_labels(adata, meta, label_column: str | None = None):
     shared = adata.obs_names.intersection(meta.index)
     if len(shared) == 0:
         raise ValueError("no barcode of the 10x matrix appears in the MOFA+ metadata; are they the same run?")
-    from ..splits import _missing_mask
-
     labels = meta.loc[shared, col].to_numpy()
     unlabelled = _missing_mask(labels)
     if unlabelled.any():   # documented: only the labelled cells are kept (said, never a class "nan")
@@ -250,8 +248,6 @@ def pbmc10k_multiome(path=None, label_column: str | None = None):
     the data the paper's numbers fit).
     """
     import scanpy as sc
-
-    from .registry import get
 
     h5 = locate("pbmc10k_multiome", path)
     meta_path = h5.parent / get("pbmc10k_multiome").files[1]
@@ -299,6 +295,53 @@ def _read_table(path, what: str, **kwargs) -> pd.DataFrame:
 BMMC_SOURCES = ("gse194122_cite", "gse194122_multiome", "gse194122_starter", "pbmc10k_multiome", "vangalen2019")
 
 
+def _filter_cells(adata, batches, sites) -> np.ndarray:
+    """Step 1 of :func:`select_cells`: the cells whose ``obs["batch"]`` is in ``batches`` and whose
+    ``obs["site"]`` / ``obs["Site"]`` is in ``sites`` (when given), as a boolean mask."""
+    keep = np.ones(adata.n_obs, dtype=bool)
+    for values, cols in ((batches, ("batch",)), (sites, ("site", "Site"))):
+        if values is None:
+            continue
+        values = [values] if isinstance(values, str) else list(values)
+        col = next((c for c in cols if c in adata.obs), None)
+        if col is None:
+            raise ValueError(f"a {cols[0]} filter was given but obs has no {' / '.join(cols)} column")
+        unknown = sorted(set(values) - set(adata.obs[col].astype(str)))
+        if unknown:
+            raise ValueError(f"{col} value(s) not found: {', '.join(unknown)}; present: "
+                             f"{', '.join(sorted(adata.obs[col].astype(str).unique()))}")
+        keep &= adata.obs[col].astype(str).isin(values).values
+    return keep
+
+
+def _top_types(labels: pd.Series, n_types: int | None) -> pd.Series:
+    """Step 2 of :func:`select_cells`: cells per type, most frequent first (ties broken by name), the
+    first ``n_types`` of them."""
+    counts = labels.value_counts()
+    counts = counts.sort_index().sort_values(ascending=False, kind="stable")
+    if len(counts) < 2:
+        raise ValueError(f"fewer than 2 cell types after filtering ({len(counts)}); nothing to classify")
+    if n_types is not None:
+        if int(n_types) < 2:
+            raise ValueError(f"n_types must be >= 2, got {n_types}")
+        counts = counts.iloc[:int(n_types)]
+    return counts
+
+
+def _stratified_draw(rows: np.ndarray, lab: np.ndarray, counts: pd.Series, n_cells: int, seed: int) -> np.ndarray:
+    """Step 3 of :func:`select_cells`: ``n_cells`` of ``rows`` without replacement, each type (label ``lab``)
+    keeping its share of ``counts`` (largest-remainder rounding); sorted."""
+    rng = np.random.default_rng(seed)
+    share = counts / counts.sum() * n_cells
+    take = np.floor(share).astype(int)
+    rest = n_cells - int(take.sum())
+    order = (share - take).sort_values(ascending=False, kind="stable").index[:rest]
+    take[order] += 1
+    picked = [np.sort(rng.choice(rows[lab[rows] == t], size=int(n), replace=False))
+              for t, n in take.items() if n > 0]
+    return np.sort(np.concatenate(picked))
+
+
 def select_cells(adata, n_types: int | None = 14, n_cells: int | None = 10032, min_cells_per_gene: int = 1,
                  batches=None, sites=None, label_key: str = "cell_type", seed: int = 0,
                  min_cells_per_type: int | None = None):
@@ -320,46 +363,15 @@ def select_cells(adata, n_types: int | None = 14, n_cells: int | None = 10032, m
     ``uns["cellbook_selection"]`` records the rule's parameters and the resulting sizes.
     A missing label (NaN / None) is a ``ValueError`` naming the cells.
     """
-    from ..splits import check_missing, drop_rare
-
     if label_key not in adata.obs:
         raise ValueError(f"obs[{label_key!r}] is missing; the labels must be in obs[{label_key!r}]")
     check_missing(adata.obs[label_key].to_numpy(), f"obs[{label_key!r}]", names=adata.obs_names)
-    keep = np.ones(adata.n_obs, dtype=bool)
-    for values, cols in ((batches, ("batch",)), (sites, ("site", "Site"))):
-        if values is None:
-            continue
-        values = [values] if isinstance(values, str) else list(values)
-        col = next((c for c in cols if c in adata.obs), None)
-        if col is None:
-            raise ValueError(f"a {cols[0]} filter was given but obs has no {' / '.join(cols)} column")
-        unknown = sorted(set(values) - set(adata.obs[col].astype(str)))
-        if unknown:
-            raise ValueError(f"{col} value(s) not found: {', '.join(unknown)}; present: "
-                             f"{', '.join(sorted(adata.obs[col].astype(str).unique()))}")
-        keep &= adata.obs[col].astype(str).isin(values).values
-    ad_ = adata[keep]
+    ad_ = adata[_filter_cells(adata, batches, sites)]
     labels = ad_.obs[label_key].astype(str)
-    counts = labels.value_counts()
-    counts = counts.sort_index().sort_values(ascending=False, kind="stable")
-    if len(counts) < 2:
-        raise ValueError(f"fewer than 2 cell types after filtering ({len(counts)}); nothing to classify")
-    if n_types is not None:
-        if int(n_types) < 2:
-            raise ValueError(f"n_types must be >= 2, got {n_types}")
-        counts = counts.iloc[:int(n_types)]
+    counts = _top_types(labels, n_types)
     rows = np.flatnonzero(labels.isin(counts.index).values)
     if n_cells is not None and len(rows) > int(n_cells):
-        rng = np.random.default_rng(seed)
-        share = counts / counts.sum() * int(n_cells)
-        take = np.floor(share).astype(int)
-        rest = int(n_cells) - int(take.sum())
-        order = (share - take).sort_values(ascending=False, kind="stable").index[:rest]
-        take[order] += 1
-        lab = labels.values
-        picked = [np.sort(rng.choice(rows[lab[rows] == t], size=int(n), replace=False))
-                  for t, n in take.items() if n > 0]
-        rows = np.sort(np.concatenate(picked))
+        rows = _stratified_draw(rows, labels.values, counts, int(n_cells), seed)
     dropped = {}
     if min_cells_per_type is not None:
         keep_rows, dropped = drop_rare(labels.values[rows], min_cells_per_type)
@@ -422,8 +434,6 @@ def synthetic_counts(n_cells: int = 1500, n_genes: int = 2000, n_types: int = 8,
     Used only when the real data cannot be had; ``uns['cellbook_data']['real']`` is False.
     """
     import anndata as ad
-
-    from .registry import DataInfo
 
     rng = np.random.default_rng(seed)
     base = rng.gamma(0.6, 1.0, size=n_genes)

@@ -106,7 +106,8 @@ CELLNET = register(Dataset(
     source="http://cellnet.hms.harvard.edu/downloads/ (CellNet_hg1133plus2 training data)",
     citation="Cahan et al., Cell 158:903 (2014); Abdolhosseini et al., Sci. Rep. 9:2342 (2019)",
     files=("cellnet_hg1133plus2.h5ad",),
-    note="not downloadable automatically: convert the compendium to an AnnData (samples x genes, obs['cell_type']) once",
+    note=("not downloadable automatically: convert the compendium to an AnnData (samples x genes, "
+          "obs['cell_type']) once"),
 ))
 GENESETS = register(Dataset(
     name="genesets",

@@ -136,7 +136,7 @@ class Autoencoder(nn.Module):
         self.encoder, self.decoder, self.code_size = _build(parse_architecture(architecture), int(n_inputs))
         self.register_buffer("offset", torch.zeros(int(n_inputs)))
 
-    def set_offset(self, mean) -> "Autoencoder":
+    def set_offset(self, mean) -> Autoencoder:
         """Centre inputs on ``mean`` (per gene, e.g. the training mean): encode(x - mean), decode(z) + mean."""
         mean = torch.as_tensor(np.asarray(mean, dtype=np.float32))
         if mean.shape != (self.n_inputs,):

@@ -18,10 +18,14 @@ probability (log-probabilities for voting), so ``Trainer.predict_proba`` works u
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+from .cnn1d import CNN1D
+from .mlp import MLP
 
 VOTING_MODES = ("soft", "hard")
 
@@ -71,9 +75,6 @@ def _leaves(module: nn.Module) -> list:
 
 def _program(member: nn.Module) -> list | None:
     """The member's forward pass as a flat list of layers, or None when it is not a CNN1D / MLP."""
-    from .cnn1d import CNN1D
-    from .mlp import MLP
-
     if type(member) is CNN1D:
         return [*_leaves(member.features), _FLATTEN, *_leaves(member.classifier)]
     if type(member) is MLP:
@@ -122,8 +123,6 @@ def fused_forward(members, x: torch.Tensor) -> torch.Tensor:
     order), including each member's batch-norm running statistics, which are updated in place.
     Dropout draws its masks for all members at once (different random numbers, same distribution).
     """
-    from torch.nn import functional as F
-
     K = len(members)
     progs = [_program(m) for m in members]
     h, state = x, "shared"          # shared (B, ...) -> conv (B, K*C, L) -> dense (B, K, F)

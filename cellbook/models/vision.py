@@ -16,8 +16,19 @@ any ``H, W >= 8`` works (global average pooling before the classifier).
 """
 from __future__ import annotations
 
+import time
+
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
+
+from ..config import seed_everything
+from ..metrics import classification, ttest
+from ..preprocess.imaging import brightness_features, downsample, handcrafted_features, preprocess_set
+from ..preprocess.spectral import stack_images
+from ..splits import check_missing
+from ..train import Trainer, count_parameters
 
 
 def _check(in_channels, n_classes, widths):
@@ -206,18 +217,11 @@ def fit_classifier(name: str, X, y, *, widths=(16, 32, 64), epochs: int = 20, ba
     not grouped by source frame, so it is not used for early stopping here.  Returns the Trainer
     (``.model``, ``.predict_proba``, ``.fit_seconds``, ``.classes_``).
     """
-    import numpy as np
-
-    from ..config import seed_everything
-    from ..train import Trainer
-
     X = np.asarray(X)
     if X.ndim != 4:
         raise ValueError(f"X must be a stack of images (n, channels, height, width), got shape {X.shape}")
     if min(X.shape[2:]) < 8:
         raise ValueError(f"images of {X.shape[2]} x {X.shape[3]} px are too small for {len(widths)} pooling stages")
-    from ..splits import check_missing
-
     y = check_missing(y, "y", unit="images")   # a missing label is an error, not a class (before np.unique)
     if len(np.unique(y)) < 2:
         raise ValueError(f"training needs images of at least 2 classes; got {np.unique(y).tolist()}")
@@ -273,11 +277,6 @@ def score_fits(meta, outputs, labels, keys=("size", "repeat")):
     ``meta``: ``[(split, model)]`` in the order of ``outputs`` (of :func:`cellbook.sweeps.fit_image_model`), each
     split a dict with ``test`` (indices into ``labels``) and the ``keys``.
     """
-    import numpy as np
-    import pandas as pd
-
-    from ..metrics import classification
-
     labels = np.asarray(labels)
     if len(meta) != len(outputs):
         raise ValueError(f"score_fits: {len(meta)} (split, model) pairs but {len(outputs)} outputs")
@@ -293,10 +292,6 @@ def cost_table(input_shape, widths: dict, paper_input=PAPER_INPUT, paper_widths=
     """Size and cost of each model of :data:`MODELS`: parameters and multiply-accumulates of one forward pass
     (millions, 2 decimals), for ``input_shape = (C, H, W)`` with ``widths = {name: stage widths}`` ("as run")
     and for the paper's 220 x 300 input with the ``full`` widths. One row per (model, setting)."""
-    import pandas as pd
-
-    from ..train import count_parameters
-
     channels = int(input_shape[0])
     paper_setting = f"{paper_input[0]}x{paper_input[1]}, widths {'-'.join(map(str, paper_widths))}"
     rows = []
@@ -319,11 +314,6 @@ def paired_tests(records, size, others, reference: str = LABELS["scnn"], short: 
     feature baseline's fit is not a training time). With one repeat no test is possible (t and p NaN);
     identical values give t = 0, p = 1. Returns ``comparison, metric, mean <short>, mean other, t, p``.
     """
-    import numpy as np
-    import pandas as pd
-
-    from ..metrics import ttest
-
     at = records[records["size"] == size].sort_values("repeat")
     rows = []
     for other in others:
@@ -352,8 +342,6 @@ def held_out_scores(meta, outputs, n: int, by: str = "fold"):
     (``label`` the model's :data:`LABELS` entry, or the baseline's name); ``fitted[split[by], label]`` the
     fitted estimator. A sample no fold scored is a ``ValueError``.
     """
-    import numpy as np
-
     score, fitted = {}, {}
     for (split, model), out in zip(meta, outputs):
         label = LABELS.get(model, model)
@@ -375,18 +363,16 @@ def predict_from_raw(estimator, raw_images, inputs: str, img_size=None, scales=(
     ``"handcrafted"`` (the chain -> hand-crafted features -> a feature classifier) or ``"brightness"``
     (the raw images' grey levels -> a feature classifier; no preprocessing).
     """
-    from ..preprocess import imaging, spectral
-
     if inputs not in SCREEN_INPUTS:
         raise ValueError(f"unknown inputs {inputs!r}; valid: {', '.join(SCREEN_INPUTS)}")
     if inputs == "brightness":   # brightness needs no preprocessing: the raw images' grey levels
-        return estimator.predict_proba(imaging.brightness_features(raw_images).to_numpy())
-    P, _, _ = imaging.preprocess_set(raw_images)
+        return estimator.predict_proba(brightness_features(raw_images).to_numpy())
+    P, _, _ = preprocess_set(raw_images)
     if inputs == "handcrafted":
-        return estimator.predict_proba(imaging.handcrafted_features(P).to_numpy())
+        return estimator.predict_proba(handcrafted_features(P).to_numpy())
     if img_size is None:
         raise ValueError("inputs='stack' needs img_size (the CNN's input height, width)")
-    return estimator.predict_proba(spectral.stack_images(imaging.downsample(P, tuple(img_size)), tuple(scales)))
+    return estimator.predict_proba(stack_images(downsample(P, tuple(img_size)), tuple(scales)))
 
 
 def time_screening(methods: dict, raw_images, repeats: int, img_size=None, scales=(1.0, 2.0, 4.0)) -> dict:
@@ -396,8 +382,6 @@ def time_screening(methods: dict, raw_images, repeats: int, img_size=None, scale
     ``methods``: ``{name: (fitted estimator, inputs)}`` with ``inputs`` as in :func:`predict_from_raw`.
     Returns ``{name: [seconds, ...]}``.
     """
-    import time
-
     if int(repeats) < 1:
         raise ValueError(f"repeats must be >= 1, not {repeats}")
     times = {name: [] for name in methods}

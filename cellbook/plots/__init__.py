@@ -5,10 +5,19 @@ and ``plots/codes.py``.  Every function returns the matplotlib Figure.
 """
 from __future__ import annotations
 
+import base64
+import io
+import warnings
+
+import matplotlib
 import matplotlib.pyplot as plt  # the backend is the caller's: inline in notebooks, Agg when headless
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from IPython import get_ipython
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
 PALETTE = "colorblind"      # categorical (Okabe-Ito-like), colour-blind safe
 SEQUENTIAL = "viridis"      # heatmaps, perceptually uniform
@@ -39,8 +48,6 @@ def column_size(aspect: float = 0.55, width: float = 1.0) -> tuple[float, float]
 
 def min_text_px(fig, dpi: float = DPI) -> float | None:
     """The smallest visible, non-empty text of ``fig`` in pixels at ``dpi`` (None: no text)."""
-    from matplotlib.text import Text
-
     sizes = [t.get_fontsize() for t in fig.findobj(Text)
              if t.get_visible() and t.get_text().strip() and _drawn(t)]
     return round(min(sizes) * dpi / 72, 2) if sizes else None
@@ -55,15 +62,14 @@ def _drawn(text) -> bool:
         for tick in axis.get_major_ticks() + axis.get_minor_ticks():
             if text in (tick.label1, tick.label2):
                 lo, hi = sorted(axis.get_view_interval())
-                return tick.get_loc() is not None and lo - 1e-9 * abs(hi - lo) <= tick.get_loc() <= hi + 1e-9 * abs(hi - lo)
+                slack = 1e-9 * abs(hi - lo)
+                return tick.get_loc() is not None and lo - slack <= tick.get_loc() <= hi + slack
     return True
 
 
 def fit_to_column(fig, width: float = COLUMN_IN):
     """Make ``fig`` at most ``width`` inches wide (its height shrinks less, so panels keep room for text),
     and lay it out again. Text keeps its size in points: narrowing a figure never shrinks its text."""
-    import warnings
-
     w, h = fig.get_size_inches()
     if w > width + 1e-6:
         factor = width / w
@@ -78,8 +84,6 @@ def fit_to_column(fig, width: float = COLUMN_IN):
 def page_png(fig, dpi: float = DPI) -> bytes:
     """``fig`` as the book's PNG: at most one column wide at ``dpi`` (see :func:`fit_to_column`), tight
     borders, and the smallest text size in the PNG's :data:`MIN_TEXT_KEY` text chunk."""
-    import io
-
     fit_to_column(fig)
     for _ in range(3):   # a legend or label outside the axes can make the tight box wider than the figure
         fig.canvas.draw()
@@ -98,18 +102,9 @@ def page_png(fig, dpi: float = DPI) -> bytes:
 def use_page_figures() -> bool:
     """In a notebook kernel: show every matplotlib figure through :func:`page_png`, so that it is drawn at the
     book's column width. Returns False outside IPython (nothing to do)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover
-        return False
     ip = get_ipython()
     if ip is None:
         return False
-    import base64
-
-    import matplotlib
-    from matplotlib.figure import Figure
-
     try:
         backend = str(matplotlib.get_backend(auto_select=False))
     except TypeError:   # matplotlib < 3.10
@@ -215,8 +210,6 @@ def readable_log_axis(ax, axis: str = "x"):
     Matplotlib's log axis labels only powers of ten: data within one decade (an MSE from 1.2 to 1.6)
     gets no label at all, or minor labels like "2.8×10⁰".  Call after plotting (the limits are read).
     """
-    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
-
     if axis not in ("x", "y"):
         raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
     a = ax.xaxis if axis == "x" else ax.yaxis

@@ -1,19 +1,23 @@
 """Figures for Part III (cell identity codes).  Every function returns the matplotlib Figure."""
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
+import networkx as nx
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from IPython.display import display
 
-from ..report import fmt_p
-from . import COLUMN_IN, PALETTE, readable_log_axis
+from ..enrichment import short_term
+from ..report import collapsible, fmt_p
+from ..sweeps import paired_differences
+from . import COLUMN_IN, PALETTE, curves, readable_log_axis
 
 
 def _wrap(title: str, width: int = 80) -> str:
     """A long title on several lines, so that it stays inside the column."""
-    import textwrap
-
     return "\n".join(textwrap.fill(part, width) for part in str(title).split("\n")) if title else ""
 
 
@@ -175,10 +179,6 @@ def component_network(g, title: str = "", seed: int = 0, label_width: int = 44, 
     under the network names them; the chapter's term table lists every term. ``seed`` is kept for callers;
     the layout is deterministic.
     """
-    import networkx as nx
-
-    from ..enrichment import short_term
-
     comps = [n for n, d in g.nodes(data=True) if d.get("kind") == "component"]
     terms = [n for n, d in g.nodes(data=True) if d.get("kind") == "term"]
     if g.number_of_nodes() == 0:
@@ -203,14 +203,7 @@ def component_network(g, title: str = "", seed: int = 0, label_width: int = 44, 
     nx.draw_networkx_nodes(g, pos, nodelist=shown, node_color=[colors[2]], node_size=45, node_shape="s", ax=ax)
     nx.draw_networkx_labels(g, pos, labels={c: str(c) for c in comps}, font_size=8, font_weight="bold",
                             font_color="white", ax=ax)
-    backing = {"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
-    for i, t in enumerate(shown, 1):
-        linked = [pos[c] for c in g.neighbors(t)]
-        direction = pos[t] - np.mean(linked, axis=0) if linked else np.array([1.0, 0.0])
-        norm = float(np.hypot(*direction)) or 1.0
-        offset = 7 * direction / norm
-        ax.annotate(str(i), pos[t], xytext=tuple(offset), textcoords="offset points", ha="center", va="center",
-                    fontsize=8, fontweight="bold", bbox=backing)
+    _number_terms(ax, g, pos, shown)
     xs = np.array([q[0] for q in pos.values()])
     ys = np.array([q[1] for q in pos.values()])
     ax.set_xlim(xs.min() - 0.45, xs.max() + 0.45)
@@ -219,24 +212,40 @@ def component_network(g, title: str = "", seed: int = 0, label_width: int = 44, 
     note = (f"\n{len(comps)} components, {len(terms)} terms; the {len(shown)} numbered terms are named below"
             if shown else "")
     ax.set_title(_wrap(title) + note)
+    _draw_key(key, g, shown, key_lines, label_width)
+    fig.tight_layout()
+    return fig
+
+
+def _number_terms(ax, g, pos: dict, shown: list) -> None:
+    """Number the ``shown`` terms of :func:`component_network`, each number set off its node away from the
+    components it links to."""
+    backing = {"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
+    for i, t in enumerate(shown, 1):
+        linked = [pos[c] for c in g.neighbors(t)]
+        direction = pos[t] - np.mean(linked, axis=0) if linked else np.array([1.0, 0.0])
+        norm = float(np.hypot(*direction)) or 1.0
+        offset = 7 * direction / norm
+        ax.annotate(str(i), pos[t], xytext=tuple(offset), textcoords="offset points", ha="center", va="center",
+                    fontsize=8, fontweight="bold", bbox=backing)
+
+
+def _draw_key(key, g, shown: list, half: int, label_width: int) -> None:
+    """The key under :func:`component_network`: each numbered term, shortened, with its components, in two
+    columns of ``half`` lines."""
     key.axis("off")
-    half = key_lines
     for i, t in enumerate(shown):
         linked = sorted((str(c) for c in g.neighbors(t)), key=lambda c: (len(c), c))
         where = ", ".join(linked[:3]) + (f" +{len(linked) - 3}" if len(linked) > 3 else "")
         col, row = divmod(i, half)
         key.text(0.5 * col, 1 - (row + 0.5) / max(half, 1), f"{i + 1}. {short_term(t, label_width)} ({where})",
                  transform=key.transAxes, ha="left", va="center", fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 def network_table(g, max_labels: int = 15) -> pd.DataFrame:
     """Every link of a component-to-term network as a table: component, the term's number in
     :func:`component_network`'s figure (missing when it is not numbered), the term, its overlap with the
     component's genes and the link's adjusted p-value; components in number order, smallest p first."""
-    from ..enrichment import short_term
-
     number = {t: i for i, t in enumerate(labelled_terms(g, max_labels), 1)}
     rows = []
     for u, v, d in g.edges(data=True):
@@ -253,10 +262,6 @@ def show_networks(networks: dict, max_labels: int = 15) -> None:
     """III.6: display each component-to-term network (``{label: (graph, Bonferroni cut-off)}``) at the
     column's width (:func:`component_network`), each followed by a folded table of every link
     (:func:`network_table`). In a notebook; returns nothing."""
-    from IPython.display import display
-
-    from ..report import collapsible
-
     for label, (g, cut) in networks.items():
         fig = component_network(g, title=f"{label}: terms enriched in each code component "
                                          f"(Bonferroni ≤ {cut:g})", max_labels=max_labels)
@@ -269,8 +274,6 @@ def show_networks(networks: dict, max_labels: int = 15) -> None:
 def ae_vs_pca(final: pd.DataFrame, autoencoder: str, title: str = "", x: str = "code"):
     """III.2: the autoencoder's last-epoch test MSE and PCA's at the same dimension, by code size
     (``final``: :func:`cellbook.sweeps.final_summary`); ``autoencoder`` labels the first line."""
-    from . import curves
-
     long = final.melt(id_vars=x, value_vars=["test_mse_mean", "pca_mse_mean"], var_name="method", value_name="mse")
     long["method"] = long["method"].map({"test_mse_mean": autoencoder, "pca_mse_mean": "PCA, same dimension"})
     return curves(long, x=x, y="mse", hue="method", logy=True, xlabel="code size",
@@ -287,8 +290,6 @@ def noise_sweep(summary: pd.DataFrame, runs: pd.DataFrame, models, control: str,
     the models in drawing order (the control among them). Each model has its own colour, marker and
     line style; the right panel draws a band of ± one SE around each difference and the control as the
     zero line."""
-    from ..sweeps import paired_differences
-
     differences = paired_differences(runs, control, x=x)
     n_folds = runs["fold"].nunique() if "fold" in runs else None
     styles = dict(zip(models, zip(sns.color_palette(PALETTE, len(models)), ("o", "s", "^", "D", "v"),

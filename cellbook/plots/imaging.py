@@ -8,6 +8,7 @@ Helpers that prepare what a figure shows: :func:`band_images` (a stack's bands a
 """
 from __future__ import annotations
 
+import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -169,8 +170,6 @@ def brightness_by_class(df: pd.DataFrame, value: str = "mean_gray", by: str = "l
 
 def frame_mosaic(tiles, rows, cols) -> np.ndarray:
     """Tiles of one frame put back together by their ``(row, col)`` grid position -> one gray image."""
-    import cv2
-
     gray = [t if np.asarray(t).ndim == 2 else cv2.cvtColor(np.asarray(t), cv2.COLOR_BGR2GRAY) for t in tiles]
     h, w = np.asarray(gray[0]).shape[:2]
     if any(np.asarray(g).shape[:2] != (h, w) for g in gray):

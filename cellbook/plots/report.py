@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..report import lower_is_better
 from . import PALETTE
 
 
@@ -23,8 +24,6 @@ def ours_vs_paper(table: pd.DataFrame, title: str = "Our numbers relative to the
     df = table.dropna(subset=["ours / paper"]).copy()
     if df.empty:
         raise ValueError("ours_vs_paper: no row has both our number and the paper's")
-    from ..report import lower_is_better
-
     df["label"] = [f"{m} (lower is better)" if lower_is_better(m) else str(m) for m in df["metric"]]
     parts = list(dict.fromkeys(df["part"]))
     colors = dict(zip(parts, sns.color_palette(PALETTE, len(parts))))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.exceptions import NotFittedError
 
 
 def _dense(X, what: str = "X") -> np.ndarray:
@@ -129,8 +130,6 @@ class MinMaxPerGene:
 
     def transform(self, X):
         if not hasattr(self, "min_"):
-            from sklearn.exceptions import NotFittedError
-
             raise NotFittedError("this MinMaxPerGene is not fitted yet; call fit(X_train) first")
         X = _dense(X)
         if X.shape[1] != self.min_.size:
@@ -181,8 +180,6 @@ class BulkPreprocessor:
 
     def transform(self, X) -> np.ndarray:
         if not hasattr(self, "genes_"):
-            from sklearn.exceptions import NotFittedError
-
             raise NotFittedError("this BulkPreprocessor is not fitted yet; call fit(X_train) first")
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} genes; the preprocessor was fitted on {self.n_features_in_}")

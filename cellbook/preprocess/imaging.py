@@ -27,8 +27,12 @@ from __future__ import annotations
 
 import warnings
 
+import cv2
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 PAPER_SIZE = (220, 300)   # (height, width); the paper says "220 x 300"
 PAPER_MAX_V = 240.0
@@ -96,8 +100,6 @@ def to_gray8(img, bits: int | None = None) -> np.ndarray:
 
     ``bits``: the bit depth of uint16 data (default: inferred per image, see :func:`to_uint8`).
     """
-    import cv2
-
     img = to_uint8(img, bits)
     if img.ndim == 3:
         img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
@@ -106,8 +108,6 @@ def to_gray8(img, bits: int | None = None) -> np.ndarray:
 
 def hsv_value(img) -> float:
     """Mean HSV value V (0-255) of an image: V = max(B, G, R) per pixel, the gray value for grayscale."""
-    import cv2
-
     img = to_uint8(img)
     if img.ndim == 2:
         return float(img.mean())
@@ -141,8 +141,6 @@ def normalize_brightness(gray, target: float = PAPER_TARGET_V, iterations: int =
 
 def resize(img, size=PAPER_SIZE) -> np.ndarray:
     """Resize to ``size = (height, width)`` (area interpolation when shrinking, cubic when enlarging)."""
-    import cv2
-
     img = _check_image(img)
     h, w = int(size[0]), int(size[1])
     if h < 1 or w < 1:
@@ -153,8 +151,6 @@ def resize(img, size=PAPER_SIZE) -> np.ndarray:
 
 def median_denoise(gray, ksize: int = 3) -> np.ndarray:
     """Median filter with an odd kernel ``ksize`` (1 = no filtering)."""
-    import cv2
-
     if int(ksize) != ksize or ksize < 1 or ksize % 2 == 0:
         raise ValueError(f"median kernel size must be an odd positive integer, not {ksize}")
     g = to_gray8(gray)
@@ -174,8 +170,6 @@ def enhance_contrast(gray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
 
 def equalize(gray, method: str | None = "clahe", clip_limit: float = 2.0, tile_grid: int = 8) -> np.ndarray:
     """Histogram equalisation: ``"global"`` (``cv2.equalizeHist``), ``"clahe"`` or ``None`` (unchanged)."""
-    import cv2
-
     g = to_gray8(gray)
     if method is None or method == "none":
         return g.copy()
@@ -327,8 +321,6 @@ def lbp_histogram(gray, bins: int = 8) -> dict:
 
 def morphology_features(gray) -> dict:
     """Objects from an Otsu threshold of the (preprocessed) image: count, size and shape summaries."""
-    import cv2
-
     g = to_gray8(gray)
     blur = cv2.GaussianBlur(g, (5, 5), 0)
     _, mask = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -390,9 +382,5 @@ def downsample(X, size) -> np.ndarray:
 
 def feature_classifier(C: float = 1.0, seed: int = 0):
     """The non-deep baseline: standardise features, then L2 logistic regression (class-balanced)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, class_weight="balanced",
                                                               random_state=seed))

@@ -6,7 +6,10 @@ its gene selection from the training split alone and then apply it to new cells.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 
@@ -71,8 +74,6 @@ def matrix_and_names(X, gene_names=None, layer: str | None = "counts", what: str
     AnnData: ``layers[layer]`` (else ``X``) and ``var_names``; DataFrame: its values and columns (cells in
     rows); a matrix: itself and ``gene_names`` (checked to have one name per column).
     """
-    import pandas as pd
-
     if hasattr(X, "var_names") and hasattr(X, "obs"):
         if gene_names is not None:
             raise ValueError(f"{what} is an AnnData: its var_names are the gene names; do not pass gene_names too")
@@ -99,10 +100,6 @@ def align_genes(X, names, target, what: str = "X", min_overlap: float = 0.5, sta
     missing from ``names`` are zero columns (counted in a warning); fewer than ``min_overlap`` of them
     present, or duplicated ``names``, is a ``ValueError``.
     """
-    import warnings
-
-    import pandas as pd
-
     names = pd.Index(list(map(str, names)))
     if not names.is_unique:
         dup = sorted(set(names[names.duplicated()]))

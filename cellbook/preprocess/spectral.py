@@ -34,13 +34,20 @@ pixels ``j != i`` inside the ``WS x WS`` window centred on ``i`` with the smalle
 Each SSN is added to the training set with ``i``'s label (:func:`enlarge`).
 
 **Grid experiment** (:func:`ssn_grid`): pixels are classified from their spectra by quadratic
-discriminant analysis (one Gaussian per class); an image's score is the mean probability of its sampled pixels; accuracy is per image,
-over folds grouped by source frame.
+discriminant analysis (one Gaussian per class); an image's score is the mean probability of its
+sampled pixels; accuracy is per image, over folds grouped by source frame.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pandas as pd
+from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from ..parallel import map_tasks
+from ..splits import grouped_folds
 
 DEFAULT_SCALES = (1.0, 2.0, 4.0)
 
@@ -52,8 +59,6 @@ def band_names(scales=DEFAULT_SCALES) -> list[str]:
 
 def spectral_stack(gray, scales=DEFAULT_SCALES, standardize: bool = False) -> np.ndarray:
     """The per-pixel "spectrum": ``(H, W, B)`` float32 filter responses (see the module docstring)."""
-    import cv2
-
     g = np.asarray(gray)
     if g.ndim != 2 or g.size == 0:
         raise ValueError(f"spectral_stack needs one 2-D gray image, got shape {g.shape}")
@@ -217,8 +222,6 @@ def ssn_grid(stacks, labels, groups, ws_values=(1, 3, 5, 7, 9, 11, 13), ssn_valu
     standardised spectra; each test image scored by the mean probability over ``n_pixels`` of its
     pixels.  Returns one row per (ws, ssn, fold) with per-image ``accuracy`` and ``n_train_pixels``.
     """
-    from ..splits import grouped_folds
-
     if classifier not in ("qda", "logreg"):
         raise ValueError(f"unknown pixel classifier {classifier!r}; valid: qda, logreg")
 
@@ -250,8 +253,6 @@ def ssn_grid(stacks, labels, groups, ws_values=(1, 3, 5, 7, 9, 11, 13), ssn_valu
             sel, _ = select_ssn(stacks[i], c, ws, min(kmax, ws * ws - 1), patch_radius, spatial_weight)
             feats.append(stacks[i][sel[..., 0], sel[..., 1]])        # (n_pixels, k', B)
         neigh[ws] = feats
-    from ..parallel import map_tasks
-
     folds = grouped_folds(y, groups, n_splits=n_splits, seed=seed)
     test = [stacks[i][test_px[i][:, 0], test_px[i][:, 1]] for i in range(len(stacks))]
     out = map_tasks(_ssn_fold, [dict(own=own, neigh=neigh, test=test, y=y, train_idx=tr, test_idx=te, fold=fold,
@@ -262,10 +263,6 @@ def ssn_grid(stacks, labels, groups, ws_values=(1, 3, 5, 7, 9, 11, 13), ssn_valu
 
 def _ssn_fold(own, neigh, test, y, train_idx, test_idx, fold, ws_values, ssn_values, classifier) -> list[dict]:
     """One fold of :func:`ssn_grid` (a task of :func:`cellbook.parallel.map_tasks`): every grid cell."""
-    from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     tr, te = np.asarray(train_idx), np.asarray(test_idx)
     n_bands = own[0].shape[-1]
     Xte = [test[i] for i in te]

@@ -1,0 +1,83 @@
+"""Count matrices and labelled references: the checks every entry point of :mod:`cellbook.annotation` shares."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..datasets.scrna import check_counts
+from ..splits import as_labels
+
+MIN_SHARED_GENES = 50              # fewest genes a reference and a query must share to train on them
+
+
+def _counts_matrix(X, what="counts"):
+    """``X`` checked (2-D, not empty, non-negative counts) as a float32 CSR matrix."""
+    if hasattr(X, "X") and hasattr(X, "obs"):
+        raise ValueError("pass a matrix here; use fit_adata / predict(adata) / annotate for an AnnData")
+    if not hasattr(X, "shape") or len(X.shape) != 2:
+        raise ValueError(f"{what}: expected a 2-D cells x genes matrix")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{what}: empty matrix of shape {X.shape}")
+    check_counts(X, what)
+    return sp.csr_matrix(X, dtype=np.float32)
+
+
+def _check_reference(adata, label_key: str, what: str = "reference"):
+    if not (hasattr(adata, "obs") and hasattr(adata, "var_names")):
+        raise ValueError(f"{what} must be an AnnData (cells x genes, raw counts, labels in obs[{label_key!r}]); "
+                         f"got {type(adata).__name__}")
+    if label_key not in adata.obs:
+        raise ValueError(f"obs[{label_key!r}] is missing; columns present: {', '.join(map(str, adata.obs.columns))}")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(f"{what} has {adata.n_obs} cells x {adata.n_vars} genes: nothing to train on")
+
+
+def _name_key(g: str) -> str:
+    """Gene name without case and Ensembl version suffix (only for the hint of :func:`shared_genes`)."""
+    g = g.upper()
+    return g.split(".")[0] if g.startswith("ENS") else g
+
+
+def shared_genes(reference_genes: Sequence[str], genes: Sequence[str], min_shared: int = MIN_SHARED_GENES,
+                 what: str = "query") -> tuple[np.ndarray, dict]:
+    """Positions (in ``reference_genes`` order) of the reference genes that are among ``genes``.
+
+    Returns ``(positions, {"n_shared_genes", "n_query_genes", "n_reference_genes"})``.  Fewer than
+    ``min_shared`` shared genes is a ``ValueError`` naming the counts and the likely fix (gene names of
+    another kind or species).
+    """
+    if isinstance(genes, str):
+        raise ValueError(f"genes is the string {genes[:30]!r}; pass the {what}'s gene names, e.g. query.var_names")
+    ref = pd.Index(list(map(str, reference_genes)))
+    query = pd.Index(list(map(str, genes))).unique()
+    pos = np.flatnonzero(ref.isin(query))
+    info = {"n_shared_genes": int(len(pos)), "n_query_genes": int(len(query)), "n_reference_genes": int(len(ref))}
+    if len(pos) < int(min_shared):
+        loose = len(set(map(_name_key, ref)) & set(map(_name_key, query)))
+        hint = (f" ({loose} match when case and Ensembl version suffixes are ignored: make the names agree first)"
+                if loose > len(pos) else "")
+        raise ValueError(f"only {len(pos)} of the {what}'s {len(query)} genes are among the reference's {len(ref)} "
+                         f"genes (need >= {min_shared} to train on the shared genes){hint}; are both gene symbols "
+                         f"(or both Ensembl ids) and of the same species? Map one set of names onto the other "
+                         f"first (e.g. Ensembl ids -> symbols)")
+    return pos, info
+
+
+def _reference_data(adata, label_key: str, layer, genes, min_shared_genes: int):
+    """A labelled reference's counts, labels and gene names, cut to the genes it shares with ``genes``.
+
+    Returns ``(X, y, names, shared)``; ``shared`` summarises the overlap (``{}`` when ``genes`` is None).
+    """
+    _check_reference(adata, label_key)
+    X = adata.layers[layer] if layer and layer in adata.layers else adata.X
+    names = list(map(str, adata.var_names))
+    shared = {}
+    if genes is not None:
+        keep, shared = shared_genes(names, genes, min_shared_genes)
+        X = X[:, keep]
+        names = [names[i] for i in keep]
+    y = as_labels(adata.obs[label_key].to_numpy(), f"obs[{label_key!r}]", names=adata.obs_names)
+    return X, y, names, shared

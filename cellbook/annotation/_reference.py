@@ -1,0 +1,98 @@
+"""Training on a labelled reference: a model for a method name, fitted on the genes shared with a query."""
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+from collections.abc import Sequence
+
+from ..baselines import (
+    PCAKNN,
+    CellTypistClassifier,
+    HVGGradientBoosting,
+    HVGLogisticRegression,
+    TunedLogisticRegression,
+)
+from ._classifier import ARCHITECTURES, CellTypeClassifier
+from ._data import MIN_SHARED_GENES, _check_reference, _counts_matrix, _reference_data
+
+# Method names that annotate / fit_reference / `cellbook annotate --method` train on a reference.
+METHODS = ("logreg", "logreg_scaled", "gbm", "celltypist", "knn", *ARCHITECTURES)
+_BASELINE_METHODS = {"logreg": TunedLogisticRegression, "logreg_scaled": HVGLogisticRegression,
+                     "gbm": HVGGradientBoosting, "celltypist": CellTypistClassifier, "knn": PCAKNN}
+
+
+def _estimator_params(method: str) -> set:
+    if method in _BASELINE_METHODS:
+        return set(_BASELINE_METHODS[method]().get_params())
+    return set(CellTypeClassifier().get_params()) - {"architecture"}
+
+
+def make_model(method: str, seed: int = 0, device: str = "auto", **params):
+    """An unfitted estimator for a method name.
+
+    ``"logreg"`` (:class:`~cellbook.baselines.TunedLogisticRegression`, its regularisation chosen by inner
+    cross-validation), ``"logreg_scaled"`` (:class:`~cellbook.baselines.HVGLogisticRegression`), ``"gbm"``
+    (:class:`~cellbook.baselines.HVGGradientBoosting`), ``"celltypist"``
+    (:class:`~cellbook.baselines.CellTypistClassifier`), ``"knn"`` (:class:`~cellbook.baselines.PCAKNN`)
+    or a deep architecture (``"mlp"``, ``"cnn"``, ``"lstm"``, ``"lstm_att"``: a :class:`CellTypeClassifier`).
+    ``params`` go to its constructor (for the deep ones also the training settings, e.g. ``max_epochs=5``); an
+    unknown one is a ``ValueError`` listing the valid ones.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    valid = _estimator_params(method)
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise ValueError(f"method {method!r} takes no parameter(s) {', '.join(unknown)}; valid: "
+                         f"{', '.join(sorted(valid))}")
+    params = {"seed": int(seed), **params}
+    if method in _BASELINE_METHODS:
+        return _BASELINE_METHODS[method](**params)
+    return CellTypeClassifier(method, **{"device": device, **params})
+
+
+def _estimator(model, params, seed: int, device: str):
+    """The estimator ``fit_reference`` trains: built from a method name, or the one given."""
+    if isinstance(model, str):
+        return make_model(model, seed=seed, device=device, **(params or {}))
+    if params:
+        raise ValueError("params= applies to a method name (e.g. model='cnn'); set the parameters of an estimator "
+                         "instance when you build it")
+    return model
+
+
+def fit_reference(reference, model="logreg", *, genes: Sequence[str] | None = None, label_key: str = "cell_type",
+                  layer: str | None = "counts", min_shared_genes: int = MIN_SHARED_GENES, params: dict | None = None,
+                  seed: int = 0, device: str = "auto"):
+    """Train a classifier on a labelled reference AnnData, on the genes it shares with ``genes``.
+
+    ``model``: a method name (:data:`METHODS`, built by :func:`make_model` with ``params``, ``seed`` and
+    ``device``) or an estimator to fit (a :class:`CellTypeClassifier` or anything with
+    ``fit(X, y, gene_names=...)``, ``predict_proba`` and ``classes_``; it is (re)fitted).
+    ``genes`` (e.g. ``query.var_names``): restrict the reference to the genes among them before gene
+    selection (see :func:`shared_genes`; ``None``: all the reference's genes).  Counts come from
+    ``layers[layer]`` (else ``X``), labels from ``obs[label_key]``.  Returns the fitted model; its
+    ``training_`` (:class:`CellTypeClassifier`) or ``cellbook_training_`` (others) records the
+    training cells, label key, date and gene counts (saved with the model).
+    """
+    _check_reference(reference, label_key)
+    est = _estimator(model, params, seed, device)
+    if isinstance(est, CellTypeClassifier):
+        return est.fit_adata(reference, label_key=label_key, layer=layer, genes=genes,
+                             min_shared_genes=min_shared_genes)
+    if not (hasattr(est, "fit") and hasattr(est, "predict_proba")):
+        raise ValueError(f"model must be a method name ({', '.join(METHODS)}) or an estimator with fit and "
+                         f"predict_proba (e.g. cellbook.baselines.HVGLogisticRegression()); got {type(est).__name__}")
+    if "gene_names" not in inspect.signature(est.fit).parameters:
+        raise ValueError(f"{type(est).__name__}.fit takes no gene_names: annotate matches genes by name, so the "
+                         f"model must learn them (fit(X, y, gene_names=...), as the cellbook baselines do)")
+    uses_layer = bool(layer) and layer in reference.layers
+    X, y, names, shared = _reference_data(reference, label_key, layer, genes, min_shared_genes)
+    X = _counts_matrix(X, "reference counts" + (f" (layers[{layer!r}])" if uses_layer else " (X)"))
+    est.fit(X, y, gene_names=names)
+    if hasattr(est, "cellbook_model_file_"):
+        del est.cellbook_model_file_     # refitted: no longer the model of the file it was read from
+    est.cellbook_training_ = {"n_cells": int(X.shape[0]), "n_genes_in": int(X.shape[1]), "label_key": label_key,
+                              "layer": layer if uses_layer else "X",
+                              "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **shared}
+    return est
