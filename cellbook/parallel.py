@@ -36,7 +36,6 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from .config import keep_torch_threads
 
@@ -316,6 +315,9 @@ def map_tasks(fn: Callable[..., Any], tasks: Iterable[Mapping[str, Any]], *,
     if not tasks:
         return []
     progress = progress and os.environ.get("CELLBOOK_PROGRESS", "1") != "0"   # off in `cellbook run`
+    # tqdm.auto warns when imported in a headless kernel: it loads here, after open_chapter has hidden that
+    from tqdm.auto import tqdm
+
     with tqdm(total=len(tasks), desc=desc, disable=not progress) as tq, _SweepLog(tq, desc, len(tasks)) as bar:
         if conf["backend"] == "serial":
             results = []

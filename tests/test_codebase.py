@@ -262,3 +262,17 @@ def test_notebook_parameters_agree_with_papermill():
             assert layout.notebook_parameters(name, root) == expected, name
             checked += 1
     assert checked >= 18
+
+
+def test_tqdm_auto_is_not_imported_at_module_top():
+    """tqdm.auto warns when imported in a headless kernel (no ipywidgets). open_chapter imports it under a
+    warnings filter; a module importing it at its top would put that warning on a page before the filter."""
+    problems = []
+    for path in MODULES.values():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            if any(n.startswith("tqdm.auto") or n.startswith("tqdm.autonotebook") for n in names):
+                problems.append(f"{path.relative_to(ROOT)}:{node.lineno}: imports {names[0]} at module top")
+    assert not problems, "\n".join(problems)
