@@ -276,3 +276,14 @@ def test_tqdm_auto_is_not_imported_at_module_top():
             if any(n.startswith("tqdm.auto") or n.startswith("tqdm.autonotebook") for n in names):
                 problems.append(f"{path.relative_to(ROOT)}:{node.lineno}: imports {names[0]} at module top")
     assert not problems, "\n".join(problems)
+
+
+def test_optional_dependencies_load_only_when_used():
+    """Parts II and III never need CellTypist, LightGBM or Leiden clustering (the GPU pack leaves them out):
+    opening a chapter and importing every public name must not import them."""
+    code = ("import sys, cellbook as cb\n"
+            "from cellbook import chapter, comparison, sweeps, cli, runner\n"
+            "[getattr(cb, n) for n in cb.__all__]\n"
+            "print([m for m in ('celltypist', 'lightgbm', 'igraph', 'leidenalg') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
