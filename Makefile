@@ -51,10 +51,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check cellbook tests benchmarks notebooks
 
 test: lint
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -rfEs
 
 test-fast: lint
-	$(PY) -m pytest -ra -m "not notebook and not browser"
+	$(PY) -m pytest -rfEs -m "not notebook and not browser"
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_part1.py
