@@ -4,7 +4,9 @@ Every file the package writes for later readers (results JSON, run records, exec
 notebooks, fetched data, built datasets) goes through :func:`atomic_path` (or the helpers
 built on it): the content is written to a temporary file in the same folder, flushed to
 disk, and moved over the destination with :func:`os.replace` only when writing finished.
-A crash, kill or exception before that leaves the previous file untouched.
+A crash, kill or exception before that leaves the previous file untouched, and the temporary
+file a killed writer leaves behind is removed by the next write to the same destination (its
+name carries the writer's host and process id; only a writer that is gone is cleaned up).
 
     with atomic_path("out.json") as tmp:      # write tmp; it replaces out.json on success
         tmp.write_text("...")
@@ -17,6 +19,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -32,6 +35,48 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
+def _writer_tag() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True      # someone else's process, or we cannot tell: keep its file
+    return True
+
+
+def remove_stale_parts(dest: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders that killed writers of ``dest`` left beside it.
+
+    A temporary name is ``.<name>.<host>-<pid>.<random>.part...`` (or ``.old`` for :func:`atomic_dir`'s
+    moved-aside folder); one is removed only when it was made on this host by a process that no longer
+    exists.  Returns what was removed.
+    """
+    dest = Path(dest)
+    removed = []
+    if not dest.parent.is_dir():
+        return removed
+    host = socket.gethostname()
+    for p in dest.parent.iterdir():
+        if not p.name.startswith(f".{dest.name}."):
+            continue
+        middle = p.name[len(dest.name) + 2:]
+        tag = middle.rsplit(".part", 1)[0] if ".part" in middle else middle.rsplit(".old", 1)[0]
+        writer, _, pid = tag.rsplit(".", 1)[0].rpartition("-")
+        if writer != host or not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
     """Yield a temporary path beside ``dest``; on normal exit it replaces ``dest`` atomically.
@@ -42,8 +87,9 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(dest)
     sfx = dest.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".part{sfx}", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{_writer_tag()}.", suffix=f".part{sfx}", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -70,13 +116,14 @@ def atomic_dir(dest: str | os.PathLike):
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
+    remove_stale_parts(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{_writer_tag()}.", suffix=".part", dir=dest.parent))
     try:
         os.chmod(tmp, 0o777 & ~_UMASK)
         yield tmp
         old = None
         if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{_writer_tag()}.", suffix=".old", dir=dest.parent))
             old.rmdir()
             os.replace(dest, old)
         os.replace(tmp, dest)
