@@ -126,8 +126,13 @@ def test_custom_loss_and_augment():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"task": "clustering"}, "unknown task"),
-    ({"optimizer": "rmsprop"}, "unknown optimizer"),
+    ({"task": "clustering"}, r"task='clustering' is not valid: it must be one of 'classification'"),
+    ({"optimizer": "rmsprop"}, r"optimizer='rmsprop' is not valid: it must be one of 'adam', 'adamw', 'sgd'"),
+    ({"max_epochs": "3"}, r"max_epochs='3' is not valid: it must be an integer >= 1"),
+    ({"lr": "abc"}, r"lr='abc' is not valid: it must be a number > 0"),
+    ({"patience": 0}, r"patience=0 is not valid: it must be None or an integer >= 1"),
+    ({"batch_size": 2.5}, r"batch_size=2.5 is not valid"),
+    ({"amp": "yes"}, r"amp='yes' is not valid: it must be True or False"),
     ({"val_fraction": 1.5}, "val_fraction"),
     ({"device": "tpu"}, "unknown device"),
 ])
@@ -174,7 +179,7 @@ def test_monitor_train_only_logs_validation():
                  progress=False).fit(X, y, X_val=Xv, y_val=yv)
     assert "val_loss" in tr.history
     assert tr.best_epoch == int(tr.history.loc[tr.history["train_loss"].idxmin(), "epoch"])
-    with pytest.raises(ValueError, match="unknown monitor"):
+    with pytest.raises(ValueError, match=r"monitor=.* is not valid: it must be one of .val., .train."):
         Trainer(mlp(), monitor="test")
 
 
@@ -234,3 +239,25 @@ def test_resident_auto_is_off_on_cpu_and_budget_env(monkeypatch):
         resident_budget_bytes("cpu")
     with pytest.raises(ValueError, match="resident"):
         Trainer(mlp(), resident="yes")
+
+
+@pytest.mark.parametrize("kwargs, y, out, match", [
+    ({"val_fraction": 0.9}, list("aabbcc"), 3, r"val_fraction=0.9 leaves no training rows: X has 6 row\(s\)"),
+    ({"task": "regression"}, "1d", 1, r"outputs rows of shape \(1,\) but the targets' rows have shape \(\); "
+                                      r"give y one column per output"),
+    ({"task": "reconstruction"}, None, 3, r"outputs rows of shape \(3,\) but the targets' rows have shape \(4,\)"),
+])
+def test_shapes_and_split_sizes_are_checked_before_training(kwargs, y, out, match):
+    """A wrong output width or a split with no training rows is one clear error, not torch's broadcasting."""
+    X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    y = X[:, 0] if isinstance(y, str) else (None if y is None else np.array(y))
+    with pytest.raises(ValueError, match=match):
+        Trainer(nn.Linear(4, out), max_epochs=1, progress=False, device="cpu", **kwargs).fit(X, y)
+
+
+def test_a_small_validation_split_falls_back_to_unstratified():
+    """Too few validation rows for every class: the split is drawn without stratification (not an error)."""
+    X = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    tr = Trainer(nn.Linear(4, 3), max_epochs=1, progress=False, device="cpu", val_fraction=0.2)
+    tr.fit(X, np.array(list("aabbccaa")))
+    assert len(tr.history) == 1

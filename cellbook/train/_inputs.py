@@ -128,11 +128,14 @@ def declared_width(model: nn.Module) -> int | None:
     return int(first.in_features) if isinstance(first, nn.Linear) else None
 
 
-def check_model(model: nn.Module, X, n_classes: int | None, classes=None, custom_loss: bool = False):
+def check_model(model: nn.Module, X, n_classes: int | None, classes=None, custom_loss: bool = False,
+                target_shape: tuple | None = None):
     """Run the model on the first row of X (eval mode, no grad) so that a shape mismatch is a clear error.
 
-    Checks the input width against what the model declares / its first layer, and (classification with
-    the default loss, ``n_classes`` given) that the model outputs one score per class of ``classes``.
+    Checks the input width against what the model declares / its first layer, (classification with
+    the default loss, ``n_classes`` given) that the model outputs one score per class of ``classes``,
+    and (regression or reconstruction with the default loss, ``target_shape`` given) that a row of its
+    output has the shape of a row of the targets.
     """
     got = tuple(X.shape[1:])
     expected = declared_width(model)
@@ -158,6 +161,8 @@ def check_model(model: nn.Module, X, n_classes: int | None, classes=None, custom
                          f"{msg}; give X the shape the model was built for") from None
     finally:
         model.train(was_training)
+    if target_shape is not None and not custom_loss and isinstance(out, torch.Tensor):
+        check_output_shape(name, tuple(out.shape[1:]), tuple(target_shape))
     if n_classes is not None and not custom_loss and isinstance(out, torch.Tensor):
         n_out = out.shape[1] if out.ndim == 2 else None
         if n_out != n_classes:
@@ -165,6 +170,25 @@ def check_model(model: nn.Module, X, n_classes: int | None, classes=None, custom
                              f"{', ...' if n_classes > 8 else ''}) but the model ({name}) outputs "
                              f"{n_out if n_out is not None else tuple(out.shape[1:])} scores per row; build the "
                              f"model with one output per class (n_classes={n_classes}), or drop the extra classes")
+
+
+def check_split_sizes(n: int, n_val: int, val_fraction: float) -> None:
+    """The validation split must leave at least one training row."""
+    if n - n_val < 1:
+        raise ValueError(f"val_fraction={val_fraction:g} leaves no training rows: X has {n} row(s) and {n_val} "
+                         f"would go to validation; give more rows, a smaller val_fraction, or val_fraction=0 "
+                         f"(no early stopping)")
+
+
+def check_output_shape(name: str, out: tuple, target: tuple) -> None:
+    """A model's output row must have its target row's shape (else the MSE would broadcast silently)."""
+    if out == target:
+        return
+    hint = ("give y one column per output (e.g. y.reshape(-1, 1))" if target == () and out == (1,)
+            else "build the model with as many outputs as the targets have (an autoencoder's decoder ends at "
+                 "its input width)")
+    raise ValueError(f"the model ({name}) outputs rows of shape {out} but the targets' rows have shape {target}; "
+                     f"{hint}")
 
 
 def progress_bar(iterable, enabled: bool, desc: str):

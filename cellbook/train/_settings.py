@@ -1,27 +1,42 @@
-"""The checks of a :class:`~cellbook.train.Trainer`'s settings."""
+"""The Trainer's settings: declared once, checked before any work starts."""
 from __future__ import annotations
 
+import os
+
+import numpy as np
+
 from ..config import resolve_device
+from ..validation import Interval, Options, check_params
+
+# What each setting of :class:`~cellbook.train.Trainer` takes.
+TRAINER_CONSTRAINTS = {
+    "task": Options("classification", "regression", "reconstruction"),
+    "loss": [None, callable],
+    "max_epochs": Interval(int, 1, None),
+    "batch_size": Interval(int, 1, None),
+    "lr": Interval(float, 0, None, closed="neither"),
+    "optimizer": Options("adam", "adamw", "sgd"),
+    "weight_decay": Interval(float, 0, None),
+    "lr_step": [None, Interval(int, 1, None)],
+    "lr_gamma": Interval(float, 0, 1, closed="right"),
+    "val_fraction": Interval(float, 0, 1, closed="left"),
+    "patience": [None, Interval(int, 1, None)],
+    "augment": [None, callable],
+    "device": str,
+    "amp": bool,
+    "seed": Interval(int, 0, 2 ** 32, closed="left"),
+    "progress": [None, bool],
+    "checkpoint": [None, str, os.PathLike],
+    "class_weight": [None, np.ndarray, dict, list, tuple],
+    "predict_batch_size": Interval(int, 1, None),
+    "monitor": Options("val", "train"),
+    "label_smoothing": Interval(float, 0, 1, closed="left"),
+    "resident": Options("auto", True, False),
+    "graphs": Options(None, True, False),
+}
 
 
-def check_settings(task, optimizer, monitor, val_fraction, max_epochs, batch_size, device, label_smoothing,
-                   resident, graphs) -> str:
-    """Check the Trainer's settings (an unknown value is a ``ValueError``); returns the resolved device."""
-    if task not in ("classification", "regression", "reconstruction"):
-        raise ValueError(f"unknown task {task!r}; valid: classification, regression, reconstruction")
-    if optimizer not in ("adam", "adamw", "sgd"):
-        raise ValueError(f"unknown optimizer {optimizer!r}; valid: adam, adamw, sgd")
-    if monitor not in ("val", "train"):
-        raise ValueError(f"unknown monitor {monitor!r}; valid: val, train")
-    if not 0 <= val_fraction < 1:
-        raise ValueError("val_fraction must be in [0, 1)")
-    if max_epochs < 1 or batch_size < 1:
-        raise ValueError("max_epochs and batch_size must be positive")
-    device = resolve_device(device)
-    if not 0 <= float(label_smoothing) < 1:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-    if resident not in ("auto", True, False):
-        raise ValueError(f"resident must be 'auto', True or False, got {resident!r}")
-    if graphs not in (None, True, False):
-        raise ValueError(f"graphs must be None, True or False, got {graphs!r}")
-    return device
+def check_settings(settings: dict) -> str:
+    """Check the Trainer's settings against :data:`TRAINER_CONSTRAINTS`; returns the resolved device."""
+    check_params("Trainer", settings, TRAINER_CONSTRAINTS)
+    return resolve_device(settings["device"])

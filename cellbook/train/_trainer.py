@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from ..config import seed_everything
 from ._inputs import (
     check_inputs,
     check_model,
+    check_split_sizes,
     class_codes,
     class_weights,
     dense_bytes,
@@ -145,8 +147,12 @@ class Trainer:
                  checkpoint: str | None = None, class_weight: np.ndarray | None = None,
                  predict_batch_size: int = 1024, monitor: str = "val", label_smoothing: float = 0.0,
                  resident: bool | str = "auto", graphs: bool | None = None):
-        device = check_settings(task, optimizer, monitor, val_fraction, max_epochs, batch_size, device,
-                                label_smoothing, resident, graphs)
+        device = check_settings(dict(
+            task=task, loss=loss, max_epochs=max_epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+            weight_decay=weight_decay, lr_step=lr_step, lr_gamma=lr_gamma, val_fraction=val_fraction,
+            patience=patience, augment=augment, device=device, amp=amp, seed=seed, progress=progress,
+            checkpoint=checkpoint, class_weight=class_weight, predict_batch_size=predict_batch_size, monitor=monitor,
+            label_smoothing=label_smoothing, resident=resident, graphs=graphs))
         # model and loss
         self.model, self.task, self.loss = model, task, loss
         self.class_weight, self.label_smoothing, self.augment = class_weight, float(label_smoothing), augment
@@ -237,7 +243,9 @@ class Trainer:
         self.class_weight_ = self._class_weight()
         self._weight_t = (None if self.class_weight_ is None
                           else torch.as_tensor(self.class_weight_, dtype=torch.float32, device=self.device))
-        self._dry_run(X, len(self.classes_) if self.task == "classification" else None)
+        target_shape = {"regression": None if Y is None else tuple(Y.shape[1:]),
+                        "reconstruction": tuple(X.shape[1:])}.get(self.task)
+        self._dry_run(X, len(self.classes_) if self.task == "classification" else None, target_shape)
         if X_val is not None:
             X_val = check_inputs(X_val, y_val, "X_val")
             if tuple(X_val.shape[1:]) != tuple(X.shape[1:]):
@@ -380,9 +388,10 @@ class Trainer:
         """Validation labels -> class codes; a label never seen in training is an error (not a wrong code)."""
         return val_codes(y_val, self.classes_)
 
-    def _dry_run(self, X, n_classes: int | None):
+    def _dry_run(self, X, n_classes: int | None, target_shape: tuple | None = None):
         """Run the model on the first row of X so that a shape mismatch is a clear error (see :func:`check_model`)."""
-        check_model(self.model, X, n_classes, self.classes_, custom_loss=self.loss is not None)
+        check_model(self.model, X, n_classes, self.classes_, custom_loss=self.loss is not None,
+                    target_shape=target_shape)
 
     def _loss(self, xb, yb):
         if self.loss is not None:
@@ -410,13 +419,18 @@ class Trainer:
                                             random_state=self.seed).split(np.arange(n), groups=groups))
             return tr, va
         if self.task == "classification":
+            n_val = math.ceil(n * self.val_fraction)   # scikit-learn's rounding
+            check_split_sizes(n, n_val, self.val_fraction)
             counts = np.bincount(y_codes)
-            strat = y_codes if counts[counts > 0].min() >= 2 else None
+            n_classes = int((counts > 0).sum())
+            # stratified when every class can have a row on both sides
+            strat = y_codes if counts[counts > 0].min() >= 2 and min(n_val, n - n_val) >= n_classes else None
             tr, va = train_test_split(np.arange(n), test_size=self.val_fraction,
                                       random_state=self.seed, stratify=strat)
             return tr, va
         perm = rng.permutation(n)
         n_val = max(1, int(round(n * self.val_fraction)))
+        check_split_sizes(n, n_val, self.val_fraction)
         return perm[n_val:], perm[:n_val]
 
     def _autocast(self):
