@@ -12,6 +12,7 @@ the terms tested for one query list.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import networkx as nx
@@ -100,7 +101,9 @@ def overrepresentation(queries: dict, gene_sets: dict, background, min_overlap: 
 
     Returns one row per (query, term) with ``k`` (overlap), ``set_size``, ``query_size``,
     ``universe``, ``p``, ``p_bonferroni``, ``p_bh`` and ``genes`` (the overlap), sorted by p.
-    Adjustment is over every term with >= 1 universe gene, per query.
+    Adjustment is over every term with >= 1 universe gene, per query.  A query none of whose genes is
+    in the universe tests nothing: it is named in a warning and in ``result.attrs["untested_queries"]``
+    (an empty table would read as "no enrichment"), and when no query can be tested it is an error.
     """
     if not isinstance(queries, dict):
         raise ValueError(f"queries must be a dict {{query name: list of genes}}, got {type(queries).__name__}; "
@@ -142,7 +145,24 @@ def overrepresentation(queries: dict, gene_sets: dict, background, min_overlap: 
                          "universe": M, "p": float(p[i]), "p_bonferroni": float(bonf[i]), "p_bh": float(bh[i]),
                          "genes": ",".join(sorted(overl[i]))})
     cols = ["query", "term", "k", "set_size", "query_size", "universe", "p", "p_bonferroni", "p_bh", "genes"]
-    return pd.DataFrame(rows, columns=cols).sort_values(["p", "query"]).reset_index(drop=True)
+    out = pd.DataFrame(rows, columns=cols).sort_values(["p", "query"]).reset_index(drop=True)
+    out.attrs["untested_queries"] = _untested(queries, universe)
+    return out
+
+
+def _untested(queries: dict, universe: set) -> list:
+    """The queries with no gene in the universe: an error when that is every query, else a warning."""
+    untested = [q for q, genes in queries.items() if not {str(g).upper() for g in genes} & universe]
+    if untested and len(untested) == len(queries):
+        raise ValueError(f"no gene of any query ({', '.join(map(str, untested[:5]))}"
+                         f"{', ...' if len(untested) > 5 else ''}) is among the {len(universe)} genes of the "
+                         f"universe (background ∩ gene sets), so nothing can be tested; check that the queries "
+                         f"and the background use the same gene symbols")
+    if untested:
+        warnings.warn(f"overrepresentation: {len(untested)} of {len(queries)} queries have no gene in the universe "
+                      f"and test nothing: {', '.join(map(str, untested[:5]))}{', ...' if len(untested) > 5 else ''}",
+                      UserWarning, stacklevel=3)
+    return untested
 
 
 def significant(results: pd.DataFrame, column: str = "p_bonferroni", alpha: float = 0.01) -> pd.DataFrame:

@@ -109,3 +109,13 @@ def test_code_and_pca_classifiers():
     assert (logistic_all_genes().fit(X, y).predict(X) == y).all()
     with pytest.raises(ValueError, match="unknown classifier 'knn'"):
         code_classifier("knn")
+
+
+def test_a_query_that_tests_nothing_is_flagged_or_an_error():
+    sets = {"T1": {"A", "B", "C"}, "T2": {"C", "D"}}
+    background = ["A", "B", "C", "D", "E"]
+    with pytest.raises(ValueError, match=r"no gene of any query \(q1\) is among the 4 genes of the universe"):
+        enrichment.overrepresentation({"q1": ["X", "Y"]}, sets, background)
+    with pytest.warns(UserWarning, match=r"1 of 2 queries have no gene in the universe and test nothing: q2"):
+        res = enrichment.overrepresentation({"q1": ["A", "B"], "q2": ["X"]}, sets, background)
+    assert res.attrs["untested_queries"] == ["q2"] and set(res["query"]) == {"q1"}

@@ -157,3 +157,20 @@ def test_chain_on_real_tiles(data_root):
     assert (b["mean_gray"] < 100).all()                      # dark phase-contrast fields
     steps = im.pipeline_steps(raw[0])
     assert abs(list(steps.values())[2].mean() - 130) < 2     # brightness normalised to ~130
+
+
+def test_images_outside_0_255_are_scaled_by_their_range_not_clipped():
+    a = np.linspace(0, 1000, 100).reshape(10, 10)
+    with pytest.warns(UserWarning, match=r"values from 0 to 1000 \(outside 0\.\.255\) was scaled by its range"):
+        u = im.to_uint8(a)
+    assert u.min() == 0 and u.max() == 255 and (u == 255).mean() == 0.01     # clipping would saturate 75 %
+    with pytest.warns(UserWarning, match="scaled by its range"):
+        assert im.to_uint8(np.array([[-5, 5]], np.int32)).tolist() == [[0, 255]]
+    assert im.to_uint8(np.array([[0, 3.4], [200, 255.0]])).tolist() == [[0, 3], [200, 255]]   # within 0..255: kept
+
+
+def test_complex_images_and_an_emptied_set_are_errors():
+    with pytest.raises(ValueError, match="expected real numbers"):
+        im.to_uint8(np.ones((4, 4), complex))
+    with pytest.raises(ValueError, match=r"every one of the 2 images was removed: 2 by the brightness check"):
+        im.preprocess_set([np.full((30, 30), 255, np.uint8)] * 2)

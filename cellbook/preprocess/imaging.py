@@ -49,8 +49,8 @@ def _check_image(img, what: str = "image") -> np.ndarray:
         img = img[:, :, 0]
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
         raise ValueError(f"{what} has shape {img.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
-    if not (np.issubdtype(img.dtype, np.number) or img.dtype == bool):
-        raise ValueError(f"{what} has dtype {img.dtype}; expected numbers")
+    if not (np.issubdtype(img.dtype, np.number) or img.dtype == bool) or np.iscomplexobj(img):
+        raise ValueError(f"{what} has dtype {img.dtype}; expected real numbers (uint8, uint16, float, ...)")
     if np.issubdtype(img.dtype, np.floating) and not np.all(np.isfinite(img)):
         raise ValueError(f"{what} contains NaN or infinite values")
     return img
@@ -73,9 +73,10 @@ def to_uint8(img, bits: int | None = None) -> np.ndarray:
     """Any bit depth -> uint8, keeping channels.
 
     uint8 is unchanged; uint16 is scaled by its bit depth, ``(2**bits - 1) -> 255`` with ``bits``
-    given or else inferred per image by :func:`bit_depth` (16-bit data: divided by 257 as before;
-    12-bit data: 4095 -> 255); other integer types and bool are clipped to 0-255 (bool -> 0/255);
-    floats in [0, 1] are scaled by 255, other floats clipped.
+    given or else inferred per image by :func:`bit_depth` (16-bit data: divided by 257;
+    12-bit data: 4095 -> 255); bool -> 0/255; floats in [0, 1] are scaled by 255.  Other integer
+    and float images within 0..255 are kept (rounded); one with values outside 0..255 is scaled by its
+    own range (minimum -> 0, maximum -> 255) with a warning, never clipped.
     """
     img = _check_image(img)
     if img.dtype == np.uint8:
@@ -87,12 +88,20 @@ def to_uint8(img, bits: int | None = None) -> np.ndarray:
         if not 1 <= b <= 16:
             raise ValueError(f"bits must be between 1 and 16 for a uint16 image, not {bits}")
         return np.clip(np.round(img * (255.0 / (2 ** b - 1))), 0, 255).astype(np.uint8)
-    if np.issubdtype(img.dtype, np.floating):
-        f = img.astype(np.float64)
-        if f.min() >= 0 and f.max() <= 1:
-            f = f * 255
-        return np.clip(np.round(f), 0, 255).astype(np.uint8)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    f = img.astype(np.float64)
+    if np.issubdtype(img.dtype, np.floating) and f.min() >= 0 and f.max() <= 1:
+        f = f * 255
+    elif f.min() < 0 or f.max() > 255:
+        f = _scaled_by_range(f)
+    return np.clip(np.round(f), 0, 255).astype(np.uint8)
+
+
+def _scaled_by_range(f: np.ndarray) -> np.ndarray:
+    """Values outside 0..255: the image's own range mapped to 0..255 (clipping would saturate them)."""
+    lo, hi = float(f.min()), float(f.max())
+    warnings.warn(f"an image with values from {lo:g} to {hi:g} (outside 0..255) was scaled by its range to "
+                  f"0..255; give uint8 or uint16 images, or scale them yourself", UserWarning, stacklevel=4)
+    return (f - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(f)
 
 
 def to_gray8(img, bits: int | None = None) -> np.ndarray:
@@ -233,8 +242,9 @@ def preprocess_set(images, size=PAPER_SIZE, max_v: float = PAPER_MAX_V, target_v
          "removed": int(ok_v.sum() - keep.sum()), "out": int(keep.sum())},
     ])
     if not out:
-        warnings.warn("every image was removed by the brightness / blank checks", stacklevel=2)
-        return np.zeros((0, int(size[0]), int(size[1])), np.uint8), keep, report
+        raise ValueError(f"every one of the {n} images was removed: {int((~ok_v).sum())} by the brightness check "
+                         f"(mean V > {max_v:g}) and {int(ok_v.sum() - keep.sum())} as blank (SD < {min_std:g}); "
+                         f"check the images, or raise max_v / lower min_std")
     return np.stack(out), keep, report
 
 
