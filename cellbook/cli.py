@@ -219,6 +219,8 @@ def _check_annotate_args(args) -> Path:
                                 ("--label-key", args.label_key)) if v]
         if given:
             raise ValueError(f"{', '.join(given)} only apply when training with --reference REF.h5ad")
+    elif args.trusted:
+        raise ValueError("--trusted only applies to reading a model file (--model MODEL.cbm)")
     out = Path(args.output)
     if out.suffix != ".h5ad":
         raise ValueError(f"-o {out}: the output is an AnnData file; give a name ending in .h5ad")
@@ -234,7 +236,7 @@ def _annotate_model(args, query):
     from .runner import parse_overrides
 
     if args.reference is None:
-        return load_model(args.model, device=args.device), f"from {args.model}"
+        return load_model(args.model, device=args.device, trusted=args.trusted), f"from {args.model}"
     params = parse_overrides(args.param)
     ref = read_h5ad(args.reference, "reference")
     ref_layer = _cli_layer(ref, args.layer, args.reference)
@@ -298,10 +300,14 @@ def _add_annotate_parser(sub) -> None:
                        description="Annotate the cells of QUERY (raw counts) with a saved model (--model), or train "
                                    "a model on the genes QUERY shares with a labelled reference (--reference) first. "
                                    "Writes OUT.h5ad with obs[KEY], obs[KEY_confidence] (and KEY_majority_voting, "
-                                   "KEY_over_clustering) and uns[KEY]. Model files unpickle: use only trusted ones.")
+                                   "KEY_over_clustering) and uns[KEY]. Reading a model file runs no code from it; "
+                                   "a pickled model of an older cellbook is read only with --trusted.")
     p.add_argument("query", help="the cells to annotate (.h5ad, raw counts in layers['counts'] or X)")
     p.add_argument("-o", "--output", required=True, help="output .h5ad (written atomically)")
     p.add_argument("--model", help="a model file written by model.save / --model-out")
+    p.add_argument("--trusted", action="store_true",
+                   help="read a --model file of an older cellbook that holds a pickle (which can run any code): "
+                        "only for a file from a source you trust")
     p.add_argument("--reference", help="labelled cells (.h5ad) to train a model on, on the genes shared with QUERY")
     p.add_argument("--label-key", help="reference obs column with the labels (default: cell_type)")
     p.add_argument("--method", help="model to train on --reference: logreg (default: tuned logistic regression), "

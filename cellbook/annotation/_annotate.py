@@ -115,8 +115,8 @@ def annotate(adata, model=None, key_added: str = "predicted_cell_type", layer: s
 
     * a fitted :class:`CellTypeClassifier`, or any fitted classifier with ``predict_proba``, ``classes_``
       and gene names (``feature_names_in_``; e.g. the baselines in :mod:`cellbook.baselines`);
-    * a model file written by :func:`save_model` (read with :func:`load_model` on ``device``; only
-      from a source you trust: it may unpickle);
+    * a model file written by :func:`save_model` (read with :func:`load_model` on ``device``: no code
+      runs; for an older file holding a pickle, pass ``load_model(path, trusted=True)`` if you trust it);
     * with ``reference=`` (an AnnData of labelled cells, labels in ``obs[label_key]``): a method name
       (:data:`METHODS`, default ``"logreg"``; ``params`` go to its constructor, see :func:`make_model`)
       or an unfitted estimator, trained here by :func:`fit_reference` on the genes ``adata`` shares with

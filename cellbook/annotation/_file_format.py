@@ -1,4 +1,9 @@
-"""The model file format: a zip archive of ``cellbook_model.json`` (metadata) and the weights."""
+"""The model file format: a zip archive of ``cellbook_model.json`` (metadata) and the weights.
+
+The weights are a torch state dict (``state_dict.pt``, format version 1) or a skops file of the fitted
+estimator (``estimator.skops``, format version 2).  Files of older versions of cellbook may hold a pickled
+estimator (``estimator.pkl``) instead, which is read only when the caller trusts the file.
+"""
 from __future__ import annotations
 
 import datetime as _dt
@@ -16,8 +21,8 @@ from .. import __version__
 from ..fsutil import atomic_path
 
 MODEL_FORMAT = "cellbook-model"
-MODEL_FORMAT_VERSION = 1
-_META, _STATE, _PICKLE = "cellbook_model.json", "state_dict.pt", "estimator.pkl"
+MODEL_FORMAT_VERSION = 2
+_META, _STATE, _PICKLE, _SKOPS = "cellbook_model.json", "state_dict.pt", "estimator.pkl", "estimator.skops"
 _SAVE_FIX = "save the model again (model.save(path), cellbook.save_model, or cellbook annotate --model-out)"
 
 
@@ -52,8 +57,12 @@ def _utc_now() -> str:
 
 
 def write_model_file(path, meta: dict, fitted: dict, payload_name: str, payload: bytes) -> Path:
-    """Write ``meta`` (completed with the format, versions, date and ``fitted``) and the weights; atomic."""
-    meta = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, **meta, "versions": _versions(),
+    """Write ``meta`` (completed with the format, versions, date and ``fitted``) and the weights; atomic.
+
+    A torch state dict is written as format version 1 (which older cellbooks read too); a skops estimator as
+    version 2, so that an older cellbook says that the file needs a newer one."""
+    version = 2 if payload_name == _SKOPS else 1
+    meta = {"format": MODEL_FORMAT, "format_version": version, **meta, "versions": _versions(),
             "saved_utc": _utc_now(), "fitted": fitted}
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -76,7 +85,7 @@ def _check_meta(path: Path, meta, not_model: str) -> None:
                          f"save the model again with this version")
 
 
-def _read_zip(path: Path, not_model: str) -> tuple[dict, bytes]:
+def _read_zip(path: Path, not_model: str) -> tuple[dict, str, bytes]:
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
         if _META not in names:
@@ -84,15 +93,22 @@ def _read_zip(path: Path, not_model: str) -> tuple[dict, bytes]:
                              f"model.save(path) or cellbook annotate --model-out")
         meta = json.loads(z.read(_META).decode("utf-8"))
         _check_meta(path, meta, not_model)
-        payload_name = {"torch": _STATE, "sklearn": _PICKLE}.get(meta.get("kind"))
+        payload_name = {"torch": _STATE, "sklearn": _PICKLE if _SKOPS not in names else _SKOPS}.get(meta.get("kind"))
         if payload_name is None or payload_name not in names:
+            wanted = f"{_SKOPS} or {_PICKLE}" if meta.get("kind") == "sklearn" else payload_name
             raise ValueError(f"{path}: the model file has no weights ({meta.get('kind')!r} model without "
-                             f"{payload_name or 'a known payload'}); it is incomplete: {_SAVE_FIX}")
-        return meta, z.read(payload_name)
+                             f"{wanted or 'a known payload'}); it is incomplete: {_SAVE_FIX}")
+        return meta, payload_name, z.read(payload_name)
 
 
 def read_model_file(path: Path) -> tuple[dict, bytes]:
     """``(metadata, weights)`` of a model file; clear errors for a missing, foreign, corrupt or newer file."""
+    meta, _, payload = read_model_payload(path)
+    return meta, payload
+
+
+def read_model_payload(path: Path) -> tuple[dict, str, bytes]:
+    """``(metadata, name of the weights in the archive, weights)`` of a model file (see :func:`read_model_file`)."""
     if not path.exists():
         raise FileNotFoundError(f"model file {path} does not exist")
     if path.is_dir():

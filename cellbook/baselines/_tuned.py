@@ -170,6 +170,23 @@ class TunedLogisticRegression(_ExpressionClassifier):
         self.n_parameters_ = int(self.model_.coef_.size + self.model_.intercept_.size)
         self.n_iter_ = self.model_.n_iter_
 
+    def __getstate__(self):
+        """The state with ``cv_results_`` as plain columns (model files store no pandas objects)."""
+        state = dict(super().__getstate__())   # a copy: the default state is the instance's own __dict__
+        res = state.pop("cv_results_", None)
+        if isinstance(res, pd.DataFrame):
+            state["cv_results_columns_"] = [
+                (str(c), res[c].tolist() if res[c].dtype == object else res[c].to_numpy()) for c in res.columns]
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        columns = state.pop("cv_results_columns_", None)
+        super().__setstate__(state)
+        if columns is not None:
+            self.cv_results_ = pd.DataFrame({c: pd.Series(v, dtype=object) if isinstance(v, list) else v
+                                             for c, v in columns})
+
     @property
     def chosen_params_(self) -> dict:
         """Constructor parameters that fix the chosen candidate (refits then skip the inner CV)."""
@@ -270,6 +287,23 @@ class HVGGradientBoosting(_ExpressionClassifier):
             return lgb.train(params, lgb.Dataset(Z, yi, params=params), num_boost_round=self.best_iteration_)
         booster.model_from_string(booster.model_to_string(num_iteration=self.best_iteration_))
         return booster
+
+    def __getstate__(self):
+        """The state with the booster as LightGBM's text model (plain data, rebuilt by :meth:`__setstate__`)."""
+        state = dict(super().__getstate__())   # a copy: the default state is the instance's own __dict__
+        booster = state.pop("model_", None)
+        if booster is not None:
+            state["model_text_"] = booster.model_to_string(num_iteration=-1)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        text = state.pop("model_text_", None)
+        super().__setstate__(state)
+        if text is not None:
+            import lightgbm as lgb
+
+            self.model_ = lgb.Booster(model_str=text)
 
     @property
     def chosen_params_(self) -> dict:
