@@ -22,6 +22,7 @@ an ungrouped split does: images of one frame or cells of one donor can sit on bo
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 
@@ -58,7 +59,8 @@ def check_missing(y, what: str = "labels", names=None, unit: str = "cells", fix:
     arr = np.asarray(y)
     if arr.ndim != 1:
         raise ValueError(f"{what}: expected one label per {unit[:-1]} (a 1-D array); got shape {arr.shape}")
-    miss = _missing_mask(arr)
+    # a list mixing text and NaN becomes text ("nan") in np.asarray: look for missing labels as given
+    miss = _missing_mask(np.asarray(y, dtype=object) if arr.dtype.kind in "US" else arr)
     if miss.any():
         idx = np.flatnonzero(miss)
         if names is not None and len(names) == len(arr):
@@ -134,7 +136,13 @@ def stratified_split(y, test_size: float = 1 / 3, seed: int = 0,
     y = as_labels(y)
     keep, stratified_split.dropped = drop_rare(y, min_cells_per_type)
     yk = y[keep]
-    check_labels(yk, min_per_class=2)
+    counts = check_labels(yk, min_per_class=2)
+    n_test = math.ceil(float(test_size) * len(yk))     # scikit-learn's rounding
+    if min(n_test, len(yk) - n_test) < len(counts):
+        raise ValueError(f"test_size={test_size:g} of {len(yk)} cells puts {n_test} in the test set and "
+                         f"{len(yk) - n_test} in the training set, but there are {len(counts)} classes: a "
+                         f"stratified split needs a cell of every class on each side; use more cells or another "
+                         f"test_size")
     tr, te = train_test_split(np.arange(len(yk)), test_size=float(test_size), random_state=int(seed), stratify=yk)
     return np.sort(keep[tr]), np.sort(keep[te])
 

@@ -65,3 +65,14 @@ def test_leave_groups_out_never_mixes_a_group():
         assert sorted(set(groups[te])) == held
     with pytest.raises(ValueError, match="n_folds"):
         splits.leave_groups_out(groups, n_folds=9)
+
+
+def test_a_nan_among_text_labels_is_missing_not_a_class():
+    """np.asarray(['a', nan]) is text ('nan'): the check looks at the labels as given."""
+    with pytest.raises(ValueError, match=r"1 of 3 cells have a missing label"):
+        splits.check_missing(["a", float("nan"), "b"])
+
+
+def test_a_split_too_small_for_every_class_on_each_side_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"test_size=0.25 of 4 cells puts 1 in the test set .* 2 classes"):
+        splits.stratified_split(["a", "a", "b", "b"], test_size=0.25)
