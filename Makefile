@@ -2,6 +2,7 @@
 #   make book   - set up, fetch the data the chapters need (official sources, or CELLBOOK_MIRROR),
 #                 execute every notebook (papermill, PROFILE=quick) and build book/_build/html
 #   make test   - set up, lint (ruff) and run the tests (the browser test too, once the book is built)
+#   make verify - re-run every built chapter with nbval: its outputs must match the published ones
 # Options: make book PROFILE=full DEVICE=cuda   |   make book NOTEBOOKS=part1   |   PYTHON=python3.11
 #          make book JOBS=3   (parts at once; one part: its sweeps on 3 Dask workers)   |   make book SCHEDULER=tcp://host:8786
 #          make book FALLBACK=synthetic   (the offline demo: labelled SYNTHETIC stand-ins, nothing fetched)
@@ -25,7 +26,7 @@ ifeq ($(origin CELLBOOK_DATA), undefined)
 endif
 export PYTHONHASHSEED := 0
 
-.PHONY: book notebooks html test test-fast lint clean install bench
+.PHONY: book notebooks html test test-fast verify lint clean install bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +55,10 @@ test: lint
 	$(PY) -m pytest -rfEs
 
 test-fast: lint
-	$(PY) -m pytest -rfEs -m "not notebook and not browser"
+	$(PY) -m pytest -rfEs -m "not notebook and not browser and not nbval"
+
+verify: $(STAMP)
+	CELLBOOK_NBVAL=all $(PY) -m pytest -rfEs -m nbval tests/test_nbval.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_part1.py

@@ -59,8 +59,10 @@ def _cmd_run(args) -> int:
     t0 = time.perf_counter()
     try:
         if args.jobs > 1 and len(chains(names)[0]) > 1:
-            runner.run_parallel(names, args.profile, args.device, args.parameter, args.jobs, root, out_dir=out)
+            runner.run_parallel(names, args.profile, args.device, args.parameter, args.jobs, root, out_dir=out,
+                                smoke=args.smoke)
         else:
+            overrides = {**(runner.smoke_overrides(args.profile, names, root) if args.smoke else {}), **overrides}
             runner.run_many(names, args.profile, args.device, overrides, root, out_dir=out, fetch=args.fetch,
                             progress=not args.quiet)
     except runner.NotebookInterrupted as err:
@@ -126,6 +128,9 @@ def _add_run_parsers(sub) -> None:
                        help="run the sweeps on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (a "
                             "`dask scheduler` + `dask worker`s, dask-jobqueue on SLURM, or dask-cuda); "
                             "default: $CELLBOOK_SCHEDULER")
+    p_run.add_argument("--smoke", action="store_true",
+                       help="keep the profile's settings but cut its loops (epochs, seeds, folds, cells; "
+                            "profiles.yaml): minutes on a CPU through every path of --profile full")
     p_run.add_argument("--no-fetch", dest="fetch", action="store_false", help=argparse.SUPPRESS)
     p_run.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     p_run.set_defaults(func=_cmd_run)

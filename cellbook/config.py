@@ -48,6 +48,17 @@ def profile_parameters(profile: str, notebook: str, path: Path | str = PROFILES_
     return params
 
 
+def profile_smoke(profile: str, path: Path | str = PROFILES_FILE) -> dict:
+    """The loop sizes ``--smoke`` cuts for ``profile`` (``{parameter: value}``); a profile without a
+    ``smoke`` overlay is a ``ValueError``."""
+    profile_parameters(profile, "", path)   # an unknown profile names the valid ones
+    smoke = (_load_profiles(str(path))[profile] or {}).get("smoke")
+    if not smoke:
+        with_smoke = [p for p, spec in _load_profiles(str(path)).items() if (spec or {}).get("smoke")]
+        raise ValueError(f"profile {profile!r} has no smoke overlay; --smoke goes with: {', '.join(with_smoke)}")
+    return dict(smoke)
+
+
 def profile_parallel(profile: str, path: Path | str = PROFILES_FILE) -> dict:
     """How ``profile`` runs its sweeps: its ``parallel`` entry (``workers``, ``threads_per_worker``); ``{}``
     when it has none (in process). ``cellbook run --workers / --scheduler`` override it."""

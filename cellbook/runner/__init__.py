@@ -12,8 +12,16 @@ an error is the 1-based position of the cell among all cells of the source noteb
 from ..layout import chains
 from ._execute import NotebookFailed, NotebookInterrupted, exit_code, run_notebook, signal_name
 from ._many import fetch_data, run_many, run_parallel
-from ._parameters import RUNNER_PARAMETERS, check_parameter, own_overrides, parse_overrides, plan, resolve_run_device
+from ._parameters import (
+    RUNNER_PARAMETERS,
+    check_parameter,
+    own_overrides,
+    parse_overrides,
+    plan,
+    resolve_run_device,
+    smoke_overrides,
+)
 
 __all__ = ["RUNNER_PARAMETERS", "NotebookFailed", "NotebookInterrupted", "chains", "check_parameter", "exit_code",
            "fetch_data", "own_overrides", "parse_overrides", "plan", "resolve_run_device", "run_many",
-           "run_notebook", "run_parallel", "signal_name"]
+           "run_notebook", "run_parallel", "signal_name", "smoke_overrides"]

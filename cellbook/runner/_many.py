@@ -16,7 +16,7 @@ from pathlib import Path
 from ..datasets.cache import ensure
 from ..layout import REPO_ROOT, build_dir, chains, notebook_datasets, notebook_dir, read_run_record
 from ._execute import NotebookFailed, run_notebook
-from ._parameters import own_overrides, parse_overrides, plan, resolve_run_device
+from ._parameters import own_overrides, parse_overrides, plan, resolve_run_device, smoke_overrides
 
 
 def _check_all(names: list[str], profile: str, device: str, overrides: dict, root: Path, out: Path) -> None:
@@ -64,7 +64,7 @@ def run_many(names: list[str], profile: str, device: str, overrides: dict,
     return times
 
 def run_parallel(names: list[str], profile: str, device: str, raw_overrides: list[str] | None, jobs: int,
-                 root: Path = REPO_ROOT, out_dir: Path | None = None) -> dict:
+                 root: Path = REPO_ROOT, out_dir: Path | None = None, smoke: bool = False) -> dict:
     """Run the parts' chains ``jobs`` at a time, each in its own ``cellbook run`` process, then the summary.
 
     Checks and fetches everything first, as :func:`run_many` does. Each chain's output is printed with its
@@ -74,12 +74,12 @@ def run_parallel(names: list[str], profile: str, device: str, raw_overrides: lis
     """
     root = Path(root)
     out = Path(out_dir) if out_dir else build_dir(root)
-    overrides = parse_overrides(raw_overrides)
+    overrides = {**(smoke_overrides(profile, names, root) if smoke else {}), **parse_overrides(raw_overrides)}
     _check_all(names, profile, device, overrides, root, out)
     fetch_data(names, overrides, root)
     groups, last = chains(names)
     command = [sys.executable, "-m", "cellbook.cli", "run", "--profile", profile, "--device", device,
-               "--root", str(root), "--out", str(out), "--no-fetch", "--quiet",
+               "--root", str(root), "--out", str(out), "--no-fetch", "--quiet", *(["--smoke"] if smoke else []),
                *[a for item in (raw_overrides or []) for a in ("-p", item)]]
     times, failed = _run_chains(command, groups, jobs)
     if failed:

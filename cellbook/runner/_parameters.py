@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import profile_names, profile_parameters, resolve_device
+from ..config import profile_names, profile_parameters, profile_smoke, resolve_device
 from ..layout import REPO_ROOT, notebook_parameters
 
 # Parameters the runner passes itself; every notebook's parameters cell has them.
@@ -141,3 +141,10 @@ def own_overrides(name: str, overrides: dict, root=REPO_ROOT) -> dict:
     """The overrides that notebook ``name`` has a parameter for."""
     params = notebook_parameters(name, root)
     return {k: v for k, v in overrides.items() if k in params}
+
+
+def smoke_overrides(profile: str, names: list[str], root=REPO_ROOT) -> dict:
+    """``--smoke``: the profile's cut loop sizes, for the parameters that some notebook of ``names`` has
+    (applied like ``-p``; an explicit ``-p`` wins)."""
+    have = set().union(*(notebook_parameters(n, root) for n in names)) if names else set()
+    return {k: v for k, v in profile_smoke(profile).items() if k in have}
