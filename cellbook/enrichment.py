@@ -124,10 +124,11 @@ def overrepresentation(queries: dict, gene_sets: dict, background, min_overlap: 
     sets = {t: s & universe for t, s in gene_sets.items()}
     sets = {t: s for t, s in sets.items() if s}
     M = len(universe)
-    rows = []
+    rows, untested = [], []
     for q, genes in queries.items():
         qs = {str(g).upper() for g in genes} & universe
         N = len(qs)
+        untested += [] if N else [q]
         terms, ks, ns, overl = [], [], [], []
         for t, s in sets.items():
             ov = qs & s
@@ -146,13 +147,12 @@ def overrepresentation(queries: dict, gene_sets: dict, background, min_overlap: 
                          "genes": ",".join(sorted(overl[i]))})
     cols = ["query", "term", "k", "set_size", "query_size", "universe", "p", "p_bonferroni", "p_bh", "genes"]
     out = pd.DataFrame(rows, columns=cols).sort_values(["p", "query"]).reset_index(drop=True)
-    out.attrs["untested_queries"] = _untested(queries, universe)
+    out.attrs["untested_queries"] = _flag_untested(untested, queries, universe)
     return out
 
 
-def _untested(queries: dict, universe: set) -> list:
+def _flag_untested(untested: list, queries: dict, universe: set) -> list:
     """The queries with no gene in the universe: an error when that is every query, else a warning."""
-    untested = [q for q, genes in queries.items() if not {str(g).upper() for g in genes} & universe]
     if untested and len(untested) == len(queries):
         raise ValueError(f"no gene of any query ({', '.join(map(str, untested[:5]))}"
                          f"{', ...' if len(untested) > 5 else ''}) is among the {len(universe)} genes of the "

@@ -60,7 +60,8 @@ def check_missing(y, what: str = "labels", names=None, unit: str = "cells", fix:
     if arr.ndim != 1:
         raise ValueError(f"{what}: expected one label per {unit[:-1]} (a 1-D array); got shape {arr.shape}")
     # a list mixing text and NaN becomes text ("nan") in np.asarray: look for missing labels as given
-    miss = _missing_mask(np.asarray(y, dtype=object) if arr.dtype.kind in "US" else arr)
+    as_given = arr.dtype.kind in "US" and not isinstance(y, np.ndarray)
+    miss = _missing_mask(np.asarray(y, dtype=object) if as_given else arr)
     if miss.any():
         idx = np.flatnonzero(miss)
         if names is not None and len(names) == len(arr):
