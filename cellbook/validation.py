@@ -15,6 +15,8 @@ A constraint is an :class:`Interval`, :class:`Options`, a type (``bool``, ``str`
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 from dataclasses import dataclass
 
@@ -112,3 +114,36 @@ def check_params(where: str, values: dict, constraints: dict) -> None:
             continue
         allowed = " or ".join(_describe(c) for c in options)
         raise InvalidParameterError(f"{where}: {name}={value!r} is not valid: it must be {allowed}")
+
+
+#: Every function declared with :func:`validate_params`, by qualified name (the property tests walk it).
+DECLARED: dict[str, object] = {}
+
+
+def validate_params(constraints: dict):
+    """Declare a function's parameter constraints; a call with a wrong value is refused before it runs.
+
+    ``@validate_params({"n_top": Interval(int, 1, None), "method": Options("a", "b")})`` checks the arguments
+    given (defaults are trusted) with :func:`check_params` under the function's name, and records the
+    constraints on ``fn._parameter_constraints`` and in :data:`DECLARED`.
+    """
+    def decorate(fn):
+        signature = inspect.signature(fn)
+        unknown = set(constraints) - set(signature.parameters)
+        if unknown:
+            raise TypeError(f"validate_params: {fn.__qualname__} has no parameter(s) {sorted(unknown)}")
+
+        @functools.wraps(fn)
+        def checked(*args, **kwargs):
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as err:
+                raise InvalidParameterError(f"{fn.__name__}: {err}") from None
+            check_params(fn.__name__, bound.arguments, constraints)
+            return fn(*args, **kwargs)
+
+        checked._parameter_constraints = constraints
+        DECLARED[f"{fn.__module__}.{fn.__qualname__}"] = checked
+        return checked
+
+    return decorate
