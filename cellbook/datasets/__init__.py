@@ -8,6 +8,7 @@ from .registry import (
     ChecksumError,
     DataInfo,
     Dataset,
+    DatasetChangedError,
     DatasetNotFoundError,
     RawFile,
     announce,
@@ -32,7 +33,7 @@ from .scrna import (  # noqa: F401  (Part I)
 )
 
 __all__ = [
-    "ChecksumError", "DownloadError", "RawFile", "ensure", "fetch", "status", "verify_dataset",
+    "ChecksumError", "DatasetChangedError", "DownloadError", "RawFile", "ensure", "fetch", "status", "verify_dataset",
     "REGISTRY", "DataInfo", "Dataset", "DatasetNotFoundError", "announce", "cache_dir", "candidates", "get",
     "info_for", "locate", "register", "sha256sum", "as_counts_adata", "check_counts", "gse194122",
     "load_scrna", "synthetic_counts", "vangalen2019",

@@ -8,11 +8,12 @@
 
 From Python: :func:`fetch`, :func:`verify_dataset`, :func:`status`, :func:`ensure`.
 
-**Downloads.**  Every raw file is streamed to a temporary file beside its destination, checked
-against the checksum the registry pins (``manifests/<name>.tsv``), and only then moved into
-place (:func:`cellbook.fsutil.atomic_path`): an interrupted download, a connection cut mid-file
-or a corrupt file never leaves anything in the cache.  A checksum mismatch is a
-:class:`~cellbook.datasets.registry.ChecksumError` naming the file, the URL and both digests.
+**Downloads** (:mod:`cellbook.datasets.downloads`) go through pooch: one repository per dataset
+with the registry's pins (``manifests/<name>.tsv``), retries, and a temporary file moved into
+place only once its checksum matches; a corrupt file is a
+:class:`~cellbook.datasets.registry.ChecksumError` naming the file, the URL and the pin.  A cut
+connection resumes where it stopped (HTTP ``Range``), also on the next run; processes fetching
+the same dataset at once take turns (file locks), so it is downloaded once.
 
 **Builds.**  The dataset is built from the raw files by its builder
 (:mod:`cellbook.datasets.build`) into a temporary folder, its content digest is compared with
@@ -28,18 +29,25 @@ mirror.  File names and checksums are the same as from the official hosts.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import http.client
 import os
 import sys
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from .. import __version__
-from ..fsutil import atomic_dir, atomic_path, write_json
+from ..fsutil import atomic_dir, write_json
 from . import build as builders
+from .downloads import (
+    DownloadError,
+    _bar,
+    _NotOnMirror,
+    _progress_enabled,
+    _repository,
+    _retrieve,
+    download,
+    file_checksum,
+)
 from .registry import (
     BUILD_RECORD,
     ENV_DATA,
@@ -50,31 +58,11 @@ from .registry import (
     build_record,
     cache_dir,
     fetch_hint,
+    file_stats,
     get,
     locate,
     sha256sum,
 )
-
-
-class DownloadError(OSError):
-    """A file could not be downloaded (network error, not found, connection cut)."""
-
-
-class _NotOnMirror(DownloadError):
-    """The mirror does not have this file (HTTP 404 or no such local file)."""
-
-
-def _progress_enabled(progress: bool | None) -> bool:
-    if progress is not None:
-        return bool(progress)
-    return os.environ.get("CELLBOOK_PROGRESS", "1") != "0"
-
-
-def _bar(**kwargs):
-    from tqdm.auto import tqdm
-
-    return tqdm(file=sys.stderr, dynamic_ncols=True, **kwargs)
-
 
 # ----------------------------------------------------------------------------- addresses
 
@@ -109,115 +97,22 @@ def cache_target(name: str) -> Path:
     return cache_dir() / name
 
 
-# ----------------------------------------------------------------------------- checksums
-
-def file_checksum(path: Path, checksum: str) -> tuple[bool | None, str]:
-    """Check ``path`` against a registry checksum; returns ``(ok, the file's value)``.
-
-    ``ok`` is None when nothing is pinned (``checksum == ""``: the sha256 is returned to record).
-    """
-    kind, _, want = checksum.partition(":")
-    path = Path(path)
-    if not checksum or kind == "sha256":
-        got = sha256sum(path)
-        return (None if not checksum else got == want), got
-    if kind == "gitsha1":
-        h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        got = h.hexdigest()
-        return got == want, got
-    if kind == "pixels":
-        try:
-            got = builders.pixels_digest(builders._imread(path))
-        except ValueError:
-            return False, "not a readable image"
-        return got == want, got
-    raise ValueError(f"unknown checksum kind {kind!r} in {checksum!r}")
-
-
-# ----------------------------------------------------------------------------- downloads
-
-_TRANSIENT = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
-
-
-def _stream(url: str, dest: Path, progress: bool, desc: str, timeout: float) -> int:
-    request = urllib.request.Request(url, headers={"User-Agent": f"cellbook/{__version__}"})
-    with urllib.request.urlopen(request, timeout=timeout) as resp, open(dest, "wb") as fh:  # noqa: S310
-        length = resp.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        received = 0
-        small = total is not None and total < (4 << 20)  # one bar per big file; small ones count in the file bar
-        with _bar(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False,
-                  disable=not progress or small) as bar:
-            while True:
-                try:
-                    block = resp.read(1 << 16)
-                except http.client.IncompleteRead as err:
-                    received += len(err.partial)
-                    raise DownloadError(f"connection cut after {received} of {total} bytes") from None
-                if not block:
-                    break
-                fh.write(block)
-                received += len(block)
-                bar.update(len(block))
-        if total is not None and received != total:
-            raise DownloadError(f"connection cut after {received} of {total} bytes")
-    return received
-
-
-def download(url: str, dest: str | os.PathLike, checksum: str = "", *, progress: bool | None = None,
-             desc: str | None = None, retries: int = 2, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` atomically and check it against ``checksum``.
-
-    Network errors and cut connections are retried ``retries`` times; a missing file (HTTP 404)
-    and a checksum mismatch are not.  Whatever fails, ``dest`` is left as it was (nothing
-    partial or corrupt is ever placed there).
-    """
-    dest = Path(dest)
-    progress = _progress_enabled(progress)
-    last: Exception | None = None
-    for _attempt in range(retries + 1):
-        try:
-            with atomic_path(dest) as tmp:
-                _stream(url, tmp, progress, desc or dest.name, timeout)
-                ok, got = file_checksum(tmp, checksum)
-                if ok is False:
-                    raise ChecksumError(
-                        f"{dest.name} downloaded from {url} does not match the registry: expected "
-                        f"{checksum}, got {checksum.partition(':')[0]}:{got}. The file on the server is "
-                        f"corrupt or a different version; nothing was kept.")
-            return dest
-        except ChecksumError:
-            raise
-        except urllib.error.HTTPError as err:
-            if err.code in (403, 404, 410):
-                raise _NotOnMirror(f"{url}: HTTP {err.code} {err.reason}") from None
-            last = err
-        except urllib.error.URLError as err:
-            if isinstance(err.reason, FileNotFoundError) or "No such file" in str(err.reason):
-                raise _NotOnMirror(f"{url}: no such file") from None
-            last = err
-        except (DownloadError, *_TRANSIENT) as err:
-            last = err
-    raise DownloadError(f"could not download {url} ({retries + 1} attempts): {last}")
-
-
 def fetch_raw(name: str, *, mirror: str | None = None, progress: bool | None = None) -> Path:
     """Download every raw file of ``name`` into the raw cache (files already there and good are kept).
 
-    Returns the raw cache folder (the ``raw_root`` for the dataset's builder).
+    The registry's files and pins make one pooch repository, with the mirror's ``raw/`` as its base
+    URL (without a mirror, each file's official URL).  Returns the raw cache folder (the
+    ``raw_root`` for the dataset's builder).
     """
     ds = get(name)
     root = raw_cache()
     progress = _progress_enabled(progress)
+    pins = {r.path: (r.checksum if r.checksum.startswith("sha256:") else None) for r in ds.raw}
+    repo = _repository(root, f"{mirror}/raw/" if mirror else ds.source, pins,
+                       {r.path: raw_url(r, mirror) for r in ds.raw}, retries=2)
     with _bar(total=len(ds.raw), unit="file", desc=f"{name}: raw files", disable=not progress) as bar:
         for raw in ds.raw:
-            dest = root / raw.path
-            if not (dest.is_file() and file_checksum(dest, raw.checksum)[0] is not False):
-                download(raw_url(raw, mirror), dest, raw.checksum, progress=progress,
-                         desc=raw.path.rsplit("/", 1)[-1])
+            _retrieve(repo, raw.path, raw.checksum, progress=progress, desc=raw.path.rsplit("/", 1)[-1])
             bar.update(1)
     return root
 
@@ -235,7 +130,7 @@ def _record(ds, folder: Path, source: dict) -> dict:
             files[p.name] = sha256sum(p)
     digest = builders.content_digest(ds, folder / ds.files[0] if ds.files else folder)
     return {"dataset": ds.name, "builder": ds.builder, "built_utc": _now(), "cellbook": __version__,
-            "files": files, "content_sha256": digest, **source}
+            "files": files, "content_sha256": digest, "stat": file_stats(folder), **source}
 
 
 def _check_content(ds, record: dict) -> None:
@@ -317,20 +212,26 @@ def fetch(name: str, *, mirror: str | None = None, force: bool = False, progress
 
     A dataset already in the cache is kept unless ``force``.  With a mirror that lacks some
     original, a ready copy under ``<mirror>/<name>/`` is used instead (checked the same way).
-    Returns the path loaders read.
+    Processes fetching the same dataset at once take turns (a file lock): it is downloaded once,
+    and each of them gets it.  Returns the path loaders read.
     """
+    import filelock
+
     ds = get(name)
-    progress = _progress_enabled(progress)
     target = cache_target(name)
-    if not force:
-        try:
-            found = locate(name, target)
-            return found
-        except DatasetNotFoundError:
-            pass
-    if not ds.buildable:
-        raise DatasetNotFoundError(f"{name}: {fetch_hint(name)}")
-    base = mirror_base(mirror)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(target.parent / f".{name}.lock"):
+        if not force:
+            try:
+                return locate(name, target)
+            except DatasetNotFoundError:
+                pass
+        if not ds.buildable:
+            raise DatasetNotFoundError(f"{name}: {fetch_hint(name)}")
+        return _fetch_unlocked(name, mirror_base(mirror), _progress_enabled(progress))
+
+
+def _fetch_unlocked(name: str, base: str | None, progress: bool) -> Path:
     try:
         raw_root = fetch_raw(name, mirror=base, progress=progress)
     except _NotOnMirror as err:
@@ -353,7 +254,7 @@ def verify_dataset(name: str, path: str | os.PathLike | None = None) -> list[tup
     when the dataset is not found at all.
     """
     ds = get(name)
-    found = locate(name, path)
+    found = locate(name, path, check=False)
     rows = []
     folder = found.parent if ds.files else found
     if ds.files:
@@ -390,6 +291,9 @@ def verify_dataset(name: str, path: str | os.PathLike | None = None) -> list[tup
         how = (f"fetched ready from the mirror {record.get('mirror')}" if record.get("source") == "prebuilt"
                else f"built from the raw files by the {record.get('builder')!r} builder")
         rows.append((str(folder / BUILD_RECORD), True, f"{how} on {record.get('built_utc')}"))
+        if "stat" in record and record["stat"] != file_stats(folder) and all(ok for _, ok, _ in rows):
+            write_json(folder / BUILD_RECORD, {**record, "stat": file_stats(folder)})
+            rows.append((str(folder), True, "files touched since the fetch, content unchanged: times re-recorded"))
     cached = [(r, raw_cache() / r.path) for r in ds.raw if (raw_cache() / r.path).is_file()]
     bad = [r.path for r, p in cached if file_checksum(p, r.checksum)[0] is False]
     if cached:
@@ -402,7 +306,7 @@ def status(name: str) -> dict:
     """``{"name", "status", "path", "detail"}``: status is present, cached, buildable or missing."""
     ds = get(name)
     try:
-        path = locate(name)
+        path = locate(name, check=False)
     except DatasetNotFoundError:
         if ds.buildable:
             return {"name": name, "status": "buildable", "path": None,

@@ -43,6 +43,10 @@ class ChecksumError(ValueError):
     """A file's checksum differs from the one the registry pins."""
 
 
+class DatasetChangedError(ChecksumError):
+    """A fetched dataset's files changed since the fetch (their size or modification time differ)."""
+
+
 @dataclass(frozen=True)
 class RawFile:
     """One public original a dataset is built from.
@@ -199,12 +203,18 @@ def _matches(p: Path, ds: Dataset) -> bool:
     return p.is_dir() and (ds.marker is None or (p / ds.marker).exists())
 
 
-def locate(name: str, path: str | os.PathLike | None = None) -> Path:
-    """Path of dataset ``name`` (see the module docstring for the search order)."""
+def locate(name: str, path: str | os.PathLike | None = None, check: bool = True) -> Path:
+    """Path of dataset ``name`` (see the module docstring for the search order).
+
+    ``check``: a fetched dataset whose files changed since the fetch is a :class:`DatasetChangedError`
+    (:func:`check_unchanged`), raised before anything reads them.
+    """
     ds = get(name)
     tried = candidates(name, path)
     for p in tried:
         if _matches(p, ds):
+            if check:
+                check_unchanged(name, p if p.is_dir() else p.parent)
             return p
     lines = "\n".join(f"  - {p}" for p in tried)
     if path is not None:
@@ -266,6 +276,33 @@ def verify(path: Path, ds: Dataset, strict: bool = True) -> str | None:
         raise ChecksumError(msg)
     warnings.warn(msg, stacklevel=3)
     return digest
+
+
+def file_stats(folder: Path) -> dict:
+    """``{relative path: [size, mtime_ns]}`` of every file under ``folder`` but the build record."""
+    return {str(p.relative_to(folder)): [p.stat().st_size, p.stat().st_mtime_ns]
+            for p in sorted(Path(folder).rglob("*")) if p.is_file() and p.name != BUILD_RECORD}
+
+
+def check_unchanged(name: str, folder: Path) -> None:
+    """Raise :class:`DatasetChangedError` when a fetched dataset's files differ from its build record.
+
+    A cheap check (sizes and modification times, recorded at fetch), made on every load: a
+    truncated, edited or replaced file is noticed before it is read.
+    """
+    record = build_record(folder)
+    if not record or "stat" not in record:
+        return
+    now = file_stats(folder)
+    changed = [f for f, st in record["stat"].items() if now.get(f) != st]
+    if changed:
+        how = "is missing" if changed[0] not in now else (
+            f"has {now[changed[0]][0]} bytes (fetched: {record['stat'][changed[0]][0]})"
+            if now[changed[0]][0] != record["stat"][changed[0]][0] else "was modified after the fetch")
+        raise DatasetChangedError(
+            f"{name}: {len(changed)} file(s) in {folder} changed since the dataset was fetched on "
+            f"{record.get('built_utc', '?')} (e.g. {changed[0]} {how}). Check it with `cellbook data verify "
+            f"{name}`, or fetch a fresh copy with `cellbook data fetch {name} --force`")
 
 
 def info_for(name: str, path: Path | None, real: bool = True, note: str = "", strict: bool = True) -> DataInfo:
