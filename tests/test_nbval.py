@@ -177,3 +177,22 @@ def test_a_differing_output_fails_naming_the_cell_and_both_values(tmp_path):
     assert "- cell 1 " not in message   # the first cell matched once its timestamp and seconds were sanitised
     assert "x = 1" in message and "x = 2" in message, message
     print(message)
+
+
+@pytest.mark.nbval
+def test_a_changed_seed_in_a_published_chapter_fails_naming_the_cell(tmp_path):
+    """A real chapter whose injected parameters set another seed does not re-run to its published outputs:
+    the check names the cell and both values (run once the book is built; about as long as the chapter)."""
+    name = "part1/02_models"
+    executed = executed_path(name)
+    if not executed.exists():
+        pytest.skip(f"the book has not been built ({executed} is missing); run `make book` first")
+    nb = json.loads(executed.read_text(encoding="utf-8"))
+    injected = next(c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
+    injected["source"] = "".join(injected["source"]) + "seed = 1\n"
+    changed = tmp_path / "changed.ipynb"
+    changed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    ok, message = rerun_matches(name, changed, build_dir(), tmp_path / "rerun")
+    assert not ok, "a chapter re-run with another seed gave its published outputs: the check cannot fail"
+    assert f"{name}: re-running" in message and "differing cells:" in message and "- cell " in message, message
+    print(message[:2000])
