@@ -12,6 +12,7 @@ the terms tested for one query list.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -20,7 +21,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import hypergeom
 
+from .validation import Interval, Options, validate_params
 
+P_COLUMNS = Options("p", "p_bonferroni", "p_bh")
+ALPHA = Interval(float, 0, 1)
+
+
+@validate_params({"path": [str, os.PathLike], "min_size": Interval(int, 0, None),
+                  "max_size": [None, Interval(int, 0, None)], "encoding": str})
 def read_gmt(path, min_size: int = 1, max_size: int | None = None, encoding: str = "utf-8") -> dict[str, frozenset]:
     """Read a GMT file (``name<TAB>description<TAB>gene...`` per line) -> ``{name: frozenset(UPPER genes)}``.
 
@@ -89,6 +97,7 @@ def _adjust_bh(p: np.ndarray) -> np.ndarray:
     return out
 
 
+@validate_params({"queries": dict, "gene_sets": dict, "min_overlap": Interval(int, 0, None)})
 def overrepresentation(queries: dict, gene_sets: dict, background, min_overlap: int = 1) -> pd.DataFrame:
     """Hypergeometric over-representation of each query list in each gene set.
 
@@ -105,12 +114,6 @@ def overrepresentation(queries: dict, gene_sets: dict, background, min_overlap: 
     in the universe tests nothing: it is named in a warning and in ``result.attrs["untested_queries"]``
     (an empty table would read as "no enrichment"), and when no query can be tested it is an error.
     """
-    if not isinstance(queries, dict):
-        raise ValueError(f"queries must be a dict {{query name: list of genes}}, got {type(queries).__name__}; "
-                         f"e.g. overrepresentation({{'C1': genes}}, ...)")
-    if not isinstance(gene_sets, dict):
-        raise ValueError(f"gene_sets must be a dict {{term: set of genes}} (read_gmt's output), "
-                         f"got {type(gene_sets).__name__}")
     queries = {q: _gene_list(g, f"query {q!r}") for q, g in queries.items()}
     gene_sets = {t: set(_gene_list(g, f"gene set {t!r}")) for t, g in gene_sets.items()}
     background = _gene_list(background, "background")
@@ -161,17 +164,17 @@ def _flag_untested(untested: list, queries: dict, universe: set) -> list:
     if untested:
         warnings.warn(f"overrepresentation: {len(untested)} of {len(queries)} queries have no gene in the universe "
                       f"and test nothing: {', '.join(map(str, untested[:5]))}{', ...' if len(untested) > 5 else ''}",
-                      UserWarning, stacklevel=3)
+                      UserWarning, stacklevel=4)
     return untested
 
 
+@validate_params({"column": P_COLUMNS, "alpha": ALPHA})
 def significant(results: pd.DataFrame, column: str = "p_bonferroni", alpha: float = 0.01) -> pd.DataFrame:
     """Rows of :func:`overrepresentation` with ``column <= alpha``."""
-    if column not in ("p", "p_bonferroni", "p_bh"):
-        raise ValueError(f"column must be p, p_bonferroni or p_bh; got {column!r}")
     return results[results[column] <= alpha].reset_index(drop=True)
 
 
+@validate_params({"column": P_COLUMNS, "alpha": ALPHA, "max_terms_per_query": [None, Interval(int, 0, None)]})
 def component_term_network(results: pd.DataFrame, column: str = "p_bonferroni", alpha: float = 0.01,
                            max_terms_per_query: int | None = 10):
     """networkx Graph: query nodes (``kind="component"``) linked to their significant terms (``kind="term"``).
@@ -190,6 +193,7 @@ def component_term_network(results: pd.DataFrame, column: str = "p_bonferroni", 
     return g
 
 
+@validate_params({"name": str, "width": Interval(int, 1, None)})
 def short_term(name: str, width: int = 38) -> str:
     """``GO_MITOTIC_NUCLEAR_DIVISION`` -> ``mitotic nuclear division`` (shortened for plots)."""
     s = name

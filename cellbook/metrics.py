@@ -19,6 +19,9 @@ from scipy.stats import rankdata, ttest_ind
 from sklearn import metrics as skm
 
 from .enrichment import _adjust_bh
+from .validation import Interval, Options, validate_params
+
+SIMILARITY = Options("spearman", "mse")
 
 
 def _labels(y_true, y_pred, labels=None):
@@ -58,6 +61,7 @@ def per_class(y_true, y_pred, labels=None) -> pd.DataFrame:
                         index=pd.Index(labels, name="class"))
 
 
+@validate_params({"normalize": Options("true", "pred", "all", None)})
 def confusion(y_true, y_pred, labels=None, normalize: str | None = "true") -> pd.DataFrame:
     """Confusion matrix as a DataFrame (rows: true, columns: predicted).
 
@@ -68,6 +72,7 @@ def confusion(y_true, y_pred, labels=None, normalize: str | None = "true") -> pd
     return pd.DataFrame(cm, index=pd.Index(labels, name="true"), columns=pd.Index(labels, name="predicted"))
 
 
+@validate_params({"top": Interval(int, 0, None)})
 def hardest_pairs(y_true, y_pred, labels=None, top: int = 5) -> pd.DataFrame:
     """The most frequent (true -> predicted) confusions, as counts and as share of the true class."""
     cm = confusion(y_true, y_pred, labels, normalize=None)
@@ -81,6 +86,7 @@ def hardest_pairs(y_true, y_pred, labels=None, top: int = 5) -> pd.DataFrame:
     return df.sort_values(["count", "share_of_true"], ascending=False).head(top).reset_index(drop=True)
 
 
+@validate_params({"threshold": Interval(float)})
 def screening(y_true, y_score, threshold: float = 0.5, positive=1) -> dict:
     """Binary screening figures from scores (probability of the positive class).
 
@@ -118,6 +124,7 @@ def roc(y_true, y_score, positive=1) -> pd.DataFrame:
     return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thr})
 
 
+@validate_params({"by": [None, str, list, tuple], "metrics": [None, list, tuple]})
 def summarize(records: Iterable[Mapping] | pd.DataFrame, by: str | list[str] | None = None,
               metrics: list[str] | None = None) -> pd.DataFrame:
     """Mean, SD (ddof=1), SE and n of numeric columns over repeats.
@@ -145,6 +152,7 @@ def summarize(records: Iterable[Mapping] | pd.DataFrame, by: str | list[str] | N
     return pd.DataFrame(rows)
 
 
+@validate_params({"paired": bool})
 def ttest(a, b, paired: bool = False) -> dict:
     """Two-sided t-test (Welch's when unpaired): statistic, p-value, means."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -171,6 +179,7 @@ def _rank_rows(A: np.ndarray) -> np.ndarray:
     return rankdata(A, axis=1, method="average")
 
 
+@validate_params({"metric": SIMILARITY})
 def profile_similarity(A, B, metric: str = "spearman") -> np.ndarray:
     """Similarity of every row of ``A`` (n x genes) to every row of ``B`` (m x genes): ``(n, m)``.
 
@@ -192,6 +201,7 @@ def profile_similarity(A, B, metric: str = "spearman") -> np.ndarray:
     raise ValueError(f"unknown metric {metric!r}; valid: spearman, mse")
 
 
+@validate_params({"metric": SIMILARITY, "reverse": bool})
 def rep_ranks(gep, rep, metric: str = "spearman", reverse: bool = False) -> np.ndarray:
     """Rank of each sample's reproduced profile (REP) against the other original profiles (GEPs).
 
@@ -212,6 +222,7 @@ def rep_ranks(gep, rep, metric: str = "spearman", reverse: bool = False) -> np.n
     return 1 + (sim > own[:, None]).sum(axis=1).astype(int) if n else np.array([], int)
 
 
+@validate_params({"top": Interval(int, 1, None)})
 def rank_shares(ranks, top: int = 3) -> dict:
     """Share of samples at rank 1..top and beyond: ``{"1": 0.88, "2": 0.08, "3": 0.03, ">3": 0.01}``."""
     ranks = np.asarray(ranks)
@@ -222,6 +233,7 @@ def rank_shares(ranks, top: int = 3) -> dict:
     return out
 
 
+@validate_params({"metric": SIMILARITY})
 def pair_vs_nearest(gep, rep, metric: str = "spearman", reference=None) -> pd.DataFrame:
     """Per sample: the GEP-REP value and the GEP-nearest-other-GEP value (Spearman r, or MSE).
 
@@ -241,6 +253,7 @@ def pair_vs_nearest(gep, rep, metric: str = "spearman", reference=None) -> pd.Da
     return pd.DataFrame({"rep": sign * own, "nearest": sign * best, "closer": own > best})
 
 
+@validate_params({"alternative": Options("two-sided", "greater", "less")})
 def wilcoxon(a, b, alternative: str = "two-sided") -> dict:
     """Paired Wilcoxon signed-rank test: statistic, p-value, median difference."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)

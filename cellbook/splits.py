@@ -29,8 +29,16 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .validation import Interval, validate_params
+
 # scikit-learn's model_selection is imported where it is used: cellbook.datasets imports this module
 # (check_missing), and `cellbook data` stays light.
+
+SEED = Interval(int, 0, 2 ** 32, closed="left")
+"""A seed: what NumPy's generators and scikit-learn's ``random_state`` both take."""
+MIN_CELLS = [None, Interval(int, 1, None)]
+TEST_SIZE = Interval(float, 0, 1, closed="neither")
+GROUP_LIST = [list, tuple, set, frozenset, np.ndarray, pd.Index, pd.Series]
 
 MIN_CELLS_HINT = ("min_cells_per_type=... (cellbook.splits.stratified_split / repeated_splits / stratified_kfold, "
                   "or cellbook.datasets.bmmc / select_cells)")
@@ -46,6 +54,7 @@ def _missing_mask(values: np.ndarray) -> np.ndarray:
     return miss
 
 
+@validate_params({"what": str, "unit": str, "fix": [None, str], "kind": str})
 def check_missing(y, what: str = "labels", names=None, unit: str = "cells", fix: str | None = None,
                   kind: str = "label") -> np.ndarray:
     """Raise ``ValueError`` when any label in ``y`` is missing (NaN, None, pd.NA, empty string).
@@ -76,11 +85,13 @@ def check_missing(y, what: str = "labels", names=None, unit: str = "cells", fix:
     return arr
 
 
+@validate_params({"what": str, "unit": str})
 def as_labels(y, what: str = "labels", names=None, unit: str = "cells") -> np.ndarray:
     """:func:`check_missing`, then the labels as strings (``np.asarray(y).astype(str)``)."""
     return check_missing(y, what, names, unit).astype(str)
 
 
+@validate_params({"n_folds": [None, Interval(int, 0, None)], "min_per_class": Interval(int, 0, None), "what": str})
 def check_labels(y, n_folds: int | None = None, min_per_class: int = 1, what: str = "labels") -> pd.Series:
     """Validate labels; return the class counts (largest first).
 
@@ -104,6 +115,7 @@ def check_labels(y, n_folds: int | None = None, min_per_class: int = 1, what: st
     return counts
 
 
+@validate_params({"min_cells_per_type": MIN_CELLS, "what": str})
 def drop_rare(y, min_cells_per_type: int | None, what: str = "cell types") -> tuple[np.ndarray, dict]:
     """Indices of the cells whose class has >= ``min_cells_per_type`` cells, and ``{dropped class: n}``.
 
@@ -112,8 +124,6 @@ def drop_rare(y, min_cells_per_type: int | None, what: str = "cell types") -> tu
     y = as_labels(y)
     if min_cells_per_type is None:
         return np.arange(len(y)), {}
-    if int(min_cells_per_type) < 1:
-        raise ValueError(f"min_cells_per_type must be >= 1 (or None), got {min_cells_per_type}")
     counts = pd.Series(y).value_counts()
     rare = counts[counts < int(min_cells_per_type)].sort_index()
     dropped = {str(k): int(v) for k, v in rare.items()}
@@ -123,6 +133,7 @@ def drop_rare(y, min_cells_per_type: int | None, what: str = "cell types") -> tu
     return np.flatnonzero(~np.isin(y, list(dropped))), dropped
 
 
+@validate_params({"test_size": TEST_SIZE, "seed": SEED, "min_cells_per_type": MIN_CELLS})
 def stratified_split(y, test_size: float = 1 / 3, seed: int = 0,
                      min_cells_per_type: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Random stratified split; ``test_size=1/3`` is the paper's 6688 / 3344 (2:1) split.
@@ -132,8 +143,6 @@ def stratified_split(y, test_size: float = 1 / 3, seed: int = 0,
     """
     from sklearn.model_selection import train_test_split
 
-    if not 0 < float(test_size) < 1:
-        raise ValueError(f"test_size must be in (0, 1), got {test_size}")
     y = as_labels(y)
     keep, stratified_split.dropped = drop_rare(y, min_cells_per_type)
     yk = y[keep]
@@ -148,6 +157,7 @@ def stratified_split(y, test_size: float = 1 / 3, seed: int = 0,
     return np.sort(keep[tr]), np.sort(keep[te])
 
 
+@validate_params({"seeds": [list, tuple, range, np.ndarray], "test_size": TEST_SIZE, "min_cells_per_type": MIN_CELLS})
 def repeated_splits(y, seeds: Iterable[int] = (0, 1, 2), test_size: float = 1 / 3,
                     min_cells_per_type: int | None = None) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """``[(seed, train_idx, test_idx), ...]``, one stratified split per seed (``min_cells_per_type``
@@ -157,6 +167,7 @@ def repeated_splits(y, seeds: Iterable[int] = (0, 1, 2), test_size: float = 1 / 
     return [(int(s), *(keep[i] for i in stratified_split(y[keep], test_size, s))) for s in seeds]
 
 
+@validate_params({"n_folds": Interval(int, 2, None), "seed": SEED, "min_cells_per_type": MIN_CELLS})
 def stratified_kfold(y, n_folds: int = 5, seed: int = 0,
                      min_cells_per_type: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified K-fold; ``ValueError`` naming the classes that have fewer cells than folds.
@@ -166,8 +177,6 @@ def stratified_kfold(y, n_folds: int = 5, seed: int = 0,
     """
     from sklearn.model_selection import StratifiedKFold
 
-    if int(n_folds) < 2:
-        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
     y = as_labels(y)
     keep, stratified_kfold.dropped = drop_rare(y, min_cells_per_type)
     yk = y[keep]
@@ -185,10 +194,11 @@ def _check_groups(groups, what: str = "groups", n: int | None = None) -> np.ndar
         warnings.warn(f"every one of the {len(groups)} samples is its own group, so this grouped split is no "
                       f"better than an ungrouped one: samples of one source (frame, donor) may land on both sides. "
                       f"Give the real groups (e.g. image_folder(..., groups='from_filename' / a function / a "
-                      f"mapping), obs['donor'])", UserWarning, stacklevel=3)
+                      f"mapping), obs['donor'])", UserWarning, stacklevel=4)
     return groups
 
 
+@validate_params({"test_groups": GROUP_LIST})
 def group_split(groups, test_groups: Sequence, y=None) -> tuple[np.ndarray, np.ndarray]:
     """Train on every group not in ``test_groups``; test on ``test_groups`` (e.g. healthy donors).
 
@@ -216,6 +226,7 @@ def group_split(groups, test_groups: Sequence, y=None) -> tuple[np.ndarray, np.n
     return tr, te
 
 
+@validate_params({"n_folds": Interval(int, 2, None)})
 def leave_groups_out(groups, n_folds: int = 3, y=None) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
     """GroupKFold over ``groups``: ``[(train_idx, test_idx, held_out_groups), ...]``.
 
@@ -226,7 +237,7 @@ def leave_groups_out(groups, n_folds: int = 3, y=None) -> list[tuple[np.ndarray,
 
     groups = _check_groups(groups).astype(str)
     n_groups = len(set(groups))
-    if int(n_folds) < 2 or int(n_folds) > n_groups:
+    if n_folds > n_groups:
         raise ValueError(f"n_folds must be between 2 and the number of groups ({n_groups}), got {n_folds}")
     yy = None if y is None else as_labels(y)
     out = []
@@ -245,6 +256,7 @@ def _stratified_groups(groups: np.ndarray, labels: np.ndarray):
     return lab.index.to_numpy(), lab.to_numpy()
 
 
+@validate_params({"n_splits": Interval(int, 2, None), "seed": SEED})
 def grouped_folds(labels, groups, n_splits: int = 4, seed: int = 0) -> list:
     """``StratifiedGroupKFold`` folds ``[(train_idx, test_idx), ...]``: a group is never on both sides."""
     from sklearn.model_selection import StratifiedGroupKFold
@@ -258,6 +270,8 @@ def grouped_folds(labels, groups, n_splits: int = 4, seed: int = 0) -> list:
     return [(tr, te) for tr, te in cv.split(np.zeros(len(labels)), labels, groups)]
 
 
+@validate_params({"sizes": [list, tuple, range, np.ndarray], "n_repeats": Interval(int, 1, None),
+                  "test_fraction": TEST_SIZE, "seed": SEED})
 def grouped_size_splits(labels, groups, sizes, n_repeats: int = 5, test_fraction: float = 0.25,
                         seed: int = 0) -> list[dict]:
     """Learning-curve splits by whole groups (source frames).
@@ -270,8 +284,6 @@ def grouped_size_splits(labels, groups, sizes, n_repeats: int = 5, test_fraction
     """
     labels = check_missing(labels, "labels", unit="samples")
     groups = _check_groups(groups, n=len(labels))
-    if not 0 < test_fraction < 1:
-        raise ValueError("test_fraction must be in (0, 1)")
     ug, gl = _stratified_groups(groups, labels)
     classes = np.unique(gl)
     if len(classes) < 2:

@@ -33,8 +33,9 @@ from .parallel import map_tasks
 from .preprocess.bulk import split_transform
 from .preprocess.imaging import feature_classifier
 from .report import pm
-from .splits import stratified_kfold
+from .splits import SEED, stratified_kfold
 from .train import train_autoencoder, train_classifier_autoencoder
+from .validation import Interval, Options, validate_params
 
 
 def code_size(architecture: str) -> int:
@@ -46,13 +47,24 @@ def code_size(architecture: str) -> int:
 
 
 # Part II ------------------------------------------------------------------------------------------------
+#: The feature baselines of Part II (standardised logistic regression on image features, one name per feature set).
+FEATURE_BASELINES = ("brightness only + LR", "hand-crafted + LR", "features + LR")
+#: Every model :func:`fit_image_model` fits: the CNNs of :data:`cellbook.models.vision.MODELS`, then the baselines.
+IMAGE_MODELS = (*MODELS, *FEATURE_BASELINES)
+
+
+@validate_params({"model": Options(*IMAGE_MODELS), "seed": SEED, "device": str, "widths": [tuple, list],
+                  "epochs": Interval(int, 1, None), "batch_size": Interval(int, 1, None),
+                  "lr": Interval(float, 0, None, closed="neither"), "keep": bool})
 def fit_image_model(X, labels, train, test, model: str, *, seed: int, device: str = "auto", widths=(16, 32, 64),
                     epochs: int = 20, batch_size: int = 16, lr: float = 2e-3, positive=None,
                     keep: bool = False) -> dict:
     """Fit one Part II model on ``train`` and predict ``test``.
 
-    ``model`` is a CNN of :data:`cellbook.models.vision.MODELS` (``X``: image stacks ``(n, C, H, W)``) or any
-    other name for the feature baseline (``X``: features ``(n, F)``, standardised logistic regression).
+    ``model`` is a CNN of :data:`cellbook.models.vision.MODELS` (``X``: image stacks ``(n, C, H, W)``) or a
+    feature baseline of :data:`FEATURE_BASELINES` (``X``: features ``(n, F)``, standardised logistic regression);
+    any other name (names are case-sensitive) is an :class:`~cellbook.validation.InvalidParameterError` listing
+    :data:`IMAGE_MODELS`.
     Returns ``pred`` (test labels), ``fit_seconds``, ``score`` (P(``positive``) per test image, when
     ``positive`` is given) and ``estimator`` (when ``keep``).
     """

@@ -293,7 +293,7 @@ def test_threshold_marks_unassigned_cells():
     assert np.allclose(q.obs["predicted_cell_type_confidence"], [0.9, 0.4, 0.7, 0.34, 0.8, 0.5])
     annotate(q, _Fixed(proba, ["A", "B", "C"], q.var_names))
     assert UNASSIGNED not in set(q.obs["predicted_cell_type"].astype(str))
-    with pytest.raises(ValueError, match="threshold must be a probability"):
+    with pytest.raises(ValueError, match="threshold=50 is not valid: it must be None or a number in"):
         annotate(q, _Fixed(proba, ["A", "B", "C"], q.var_names), threshold=50)
 
 

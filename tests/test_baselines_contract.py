@@ -133,10 +133,10 @@ def test_clone_params_and_cross_val_score_on_counts(est):
 def test_stacked_ensemble_init_stores_and_fit_validates():
     bad = StackedEnsemble({"lr": counts_lr}, n_folds=1)                  # no error yet: __init__ only stores
     X, y = _counts()
-    with pytest.raises(ValueError, match="factories"):
+    with pytest.raises(ValueError, match="n_folds=1 is not valid"):
         bad.fit(X, y)
-    with pytest.raises(ValueError, match="n_folds"):
-        bad.set_params(factories={"lr": counts_lr, "knn": counts_knn}).fit(X, y)
+    with pytest.raises(ValueError, match="factories"):
+        bad.set_params(n_folds=2).fit(X, y)
     with pytest.raises(ValueError, match="max_rounds"):
         StackedEnsemble({"lr": counts_lr, "knn": counts_knn}, max_rounds=0).fit(X, y)
     with pytest.raises(ValueError, match="factories"):

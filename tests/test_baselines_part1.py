@@ -191,7 +191,7 @@ def test_tuned_lr_refit_matches_a_plain_fit(data):
 
 
 @pytest.mark.parametrize("grid, match", [({"gamma": (1,)}, "unknown key.*'gamma'"), ({"C": ()}, "empty"),
-                                         ({"C": (-1,)}, "invalid value -1"), ("C", "non-empty dict"),
+                                         ({"C": (-1,)}, "invalid value -1"), ("C", "param_grid=.C. is not valid"),
                                          ({"class_weight": ("equal",)}, "invalid value 'equal'")])
 def test_tuned_lr_bad_grid(grid, match, data):
     Xtr, ytr, _, _, _ = data

@@ -54,7 +54,8 @@ EXPECTED_FAILED.update({
     "check_classifier_data_not_an_array": "a nested list is refused: give a matrix, DataFrame or AnnData",
     "check_transformer_data_not_an_array": "a nested list is refused: give a matrix, DataFrame or AnnData",
     "check_classifiers_one_label": "one class is refused in cellbook's words (a classifier needs 2 cell types)",
-    "check_classifiers_regression_target": "labels are taken as strings, so a continuous target is not told apart",
+    "check_classifiers_regression_target": "the check's X is non-integer floats, refused as counts before the "
+                                           "continuous target is seen",
     "check_transformers_unfitted": "`transform` is the input-transform parameter (a string), not a method",
     "check_requires_y_none": "y=None is refused in cellbook's words",
 })
@@ -78,11 +79,12 @@ def test_init_only_stores_its_arguments():
 
 
 @pytest.mark.parametrize("params,match", [
-    (dict(architecture="transformer"), "unknown architecture 'transformer'"),
-    (dict(ensemble="stack"), "unknown ensemble 'stack'"),
-    (dict(transform="zscore"), "unknown transform 'zscore'"),
-    (dict(ensemble="joint", k=0), "k must be >= 1"),
-    (dict(n_genes=0), "n_genes must be >= 1"),
+    (dict(architecture="transformer"), "architecture='transformer' is not valid: it must be one of 'mlp'"),
+    (dict(architecture=["cnn", "rnn"]), r"architecture=\['cnn', 'rnn'\] is not valid: .*unknown: 'rnn'"),
+    (dict(ensemble="stack"), "ensemble='stack' is not valid: it must be one of None, 'joint', 'soft', 'hard'"),
+    (dict(transform="zscore"), "transform='zscore' is not valid: it must be one of 'counts', 'log1p'"),
+    (dict(ensemble="joint", k=0), "k=0 is not valid: it must be an integer >= 1"),
+    (dict(n_genes=0), "n_genes=0 is not valid: it must be None or an integer >= 1"),
     (dict(model_kwargs={"chunks": 50}), r"no member constructor takes 'chunks'; valid: .*chunk"),
     (dict(model_kwargs={"mlp": {"hiden": (8,)}}), r"model_kwargs\['mlp'\]: .*'hiden'; valid: .*hidden"),
 ])

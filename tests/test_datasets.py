@@ -59,7 +59,7 @@ def test_checksum_mismatch_is_an_error(tmp_path):
 def test_unknown_dataset_and_source():
     with pytest.raises(KeyError, match="unknown dataset"):
         datasets.get("nope")
-    with pytest.raises(ValueError, match="unknown source"):
+    with pytest.raises(ValueError, match="source=.nope. is not valid: it must be one of .vangalen2019."):
         datasets.load_scrna("nope")
 
 

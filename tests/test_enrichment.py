@@ -92,7 +92,7 @@ def test_similarity_errors_and_wilcoxon():
     from cellbook.metrics import profile_similarity, wilcoxon
     with pytest.raises(ValueError, match="same number of genes"):
         profile_similarity(np.zeros((2, 3)), np.zeros((2, 4)))
-    with pytest.raises(ValueError, match="unknown metric"):
+    with pytest.raises(ValueError, match="metric=.cosine. is not valid: it must be one of .spearman., .mse."):
         profile_similarity(np.zeros((2, 3)), np.zeros((2, 3)), "cosine")
     a = np.arange(1.0, 21.0)
     res = wilcoxon(a + 1, a, alternative="greater")

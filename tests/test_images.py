@@ -119,5 +119,5 @@ def test_load_images_fallback(monkeypatch, tmp_path):
     assert not ims.info.real
     with pytest.raises(FileNotFoundError, match="was not found"):
         dsi.load_images("stemcell_passage_phase", fallback="error")
-    with pytest.raises(ValueError, match="unknown source"):
+    with pytest.raises(ValueError, match="source=.nope. is not valid: it must be one of .stemcell_passage_phase."):
         dsi.load_images("nope")

@@ -71,7 +71,7 @@ def test_resize_median_contrast_equalize():
     cl = im.equalize(low, "clahe")
     assert cl.shape == low.shape and cl.std() > low.std()
     assert (im.equalize(low, None) == low).all()
-    with pytest.raises(ValueError, match="unknown equalisation"):
+    with pytest.raises(ValueError, match="method=.magic. is not valid"):
         im.equalize(low, "magic")
 
 

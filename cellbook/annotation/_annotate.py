@@ -13,11 +13,12 @@ import scipy.sparse as sp
 
 from ..preprocess.scrna import align_genes
 from ..train import NotFittedError
+from ..validation import Interval, Options, validate_params
 from ._classifier import CellTypeClassifier
 from ._data import MIN_SHARED_GENES, _counts_matrix
 from ._file_format import _jsonable
 from ._model_files import _model_genes, _model_name, _training_info, load_model
-from ._reference import METHODS, fit_reference
+from ._reference import METHODS, REFERENCE_CONSTRAINTS, fit_reference
 from ._voting import HETEROGENEOUS, _over_cluster_matrix, majority_vote
 
 UNASSIGNED = "Unassigned"          # label of cells whose confidence is below annotate's threshold
@@ -30,7 +31,7 @@ def _predict_by_name(model, X, names: list[str], min_overlap: float):
         if model.genes_ is None:
             raise ValueError("the model was fitted without gene names (use fit_adata or fit(..., gene_names=...)); "
                              "annotate aligns genes by name")
-        Z, n_found = model._aligned_features(X, names, "adata", min_overlap, stacklevel=5, checked=True)
+        Z, n_found = model._aligned_features(X, names, "adata", min_overlap, stacklevel=6, checked=True)
         return model.predict_proba(None, _features=Z), n_found, len(model.genes_)
     if not hasattr(model, "classes_"):
         raise NotFittedError(f"this {type(model).__name__} is not fitted yet; fit it (or pass reference= to annotate "
@@ -53,7 +54,7 @@ def _predict_by_name(model, X, names: list[str], min_overlap: float):
         missing = [g for g in used if g not in set(present)]
         warnings.warn(f"{n_model - n_found} of the model's {n_model} genes are missing from adata "
                       f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); they are filled with zeros",
-                      UserWarning, stacklevel=4)
+                      UserWarning, stacklevel=5)
     if names != known:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # counted above, among the genes the model uses
@@ -103,6 +104,10 @@ def _h5_safe(d: dict) -> dict:
     return {k: (_h5_safe(v) if isinstance(v, dict) else v) for k, v in d.items() if v is not None}
 
 
+@validate_params({**REFERENCE_CONSTRAINTS, "key_added": str, "min_overlap": Interval(float, 0, 1, closed="right"),
+                  "copy": bool, "threshold": [None, Interval(float, 0, 1)], "majority_voting": bool,
+                  "resolution": [None, Interval(float, 0, None, closed="neither")], "min_prop": Interval(float, 0, 1),
+                  "cluster_method": Options("louvain", "leiden")})
 def annotate(adata, model=None, key_added: str = "predicted_cell_type", layer: str | None = "counts",
              min_overlap: float = 0.5, copy: bool = False, *, reference=None, label_key: str = "cell_type",
              threshold: float | None = None, majority_voting: bool = False, over_clustering=None,
@@ -137,7 +142,7 @@ def annotate(adata, model=None, key_added: str = "predicted_cell_type", layer: s
     ``"Heterogeneous"``): ``obs[key_added + "_majority_voting"]`` and ``obs[key_added + "_over_clustering"]``.
     Returns ``adata`` (or the copy).
     """
-    _check_annotate_args(adata, min_overlap, threshold, min_prop, key_added)
+    _check_annotate_args(adata, key_added)
     names = list(map(str, adata.var_names))
     clusters = _given_clusters(adata, over_clustering)
     majority_voting = majority_voting or clusters is not None
@@ -165,16 +170,10 @@ def annotate(adata, model=None, key_added: str = "predicted_cell_type", layer: s
     return adata
 
 
-def _check_annotate_args(adata, min_overlap, threshold, min_prop, key_added) -> None:
+def _check_annotate_args(adata, key_added: str) -> None:
     if not (hasattr(adata, "obs") and hasattr(adata, "var_names")):
         raise ValueError(f"adata must be an AnnData of the cells to annotate; got {type(adata).__name__}")
-    if not 0 < float(min_overlap) <= 1:
-        raise ValueError(f"min_overlap must be in (0, 1], got {min_overlap}")
-    if threshold is not None and not 0 <= float(threshold) <= 1:
-        raise ValueError(f"threshold must be a probability in [0, 1] (or None), got {threshold}")
-    if not 0 <= float(min_prop) <= 1:
-        raise ValueError(f"min_prop must be in [0, 1], got {min_prop}")
-    if not isinstance(key_added, str) or not key_added:
+    if not key_added:
         raise ValueError(f"key_added must be a non-empty string, got {key_added!r}")
     if adata.n_obs == 0:
         raise ValueError("adata has no cells")
@@ -224,6 +223,7 @@ def _write_majority_vote(adata, key_added: str, X, labels, conf, clusters, categ
     return {**oc, "min_prop": float(min_prop), "n_changed": int((voted != labels).sum())}
 
 
+@validate_params({"key_added": str})
 def summary(adata, key_added: str = "predicted_cell_type") -> pd.DataFrame:
     """Cells per predicted label (and per majority-voted label, when there is one), largest first."""
     if key_added not in adata.obs:

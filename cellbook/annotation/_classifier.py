@@ -13,7 +13,9 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import TransformerTags
+from sklearn.utils.multiclass import check_classification_targets
 
+from ..baselines._expression import label_values
 from ..config import resolve_device
 from ..datasets.scrna import check_unique_genes
 from ..models.cnn1d import CNN1D
@@ -21,10 +23,20 @@ from ..models.ensemble import JointEnsemble, VotingEnsemble
 from ..models.mlp import MLP
 from ..models.recurrent import LSTMClassifier
 from ..preprocess.scrna import genes_detected, highly_variable, log_normalize, matrix_and_names
-from ..splits import as_labels, check_labels
+from ..splits import check_labels, check_missing
 from ..train import Trainer, count_parameters
+from ..train._settings import TRAINER_CONSTRAINTS
+from ..validation import Interval, InvalidParameterError, Options, check_params
 from ._data import MIN_SHARED_GENES, _counts_matrix, _reference_data
-from ._file_format import _SAVE_FIX, _STATE, _jsonable, read_model_file, write_model_file
+from ._file_format import (
+    _SAVE_FIX,
+    _STATE,
+    _jsonable,
+    class_labels_meta,
+    classes_from_meta,
+    read_model_file,
+    write_model_file,
+)
 from ._predicting import _Predicting
 
 ARCHITECTURES = ("mlp", "cnn", "lstm", "lstm_att")
@@ -38,6 +50,25 @@ TRAINER_PARAMS = ("max_epochs", "batch_size", "lr", "optimizer", "weight_decay",
                   "predict_batch_size", "progress", "augment", "checkpoint", "monitor")
 _MEMBER_CLASSES = {"mlp": MLP, "cnn": CNN1D, "lstm": LSTMClassifier, "lstm_att": LSTMClassifier}
 _SET_BY_BUILD = {"self", "n_genes", "n_classes", "attention"}    # member arguments model_kwargs cannot give
+# What each parameter of CellTypeClassifier takes (the Trainer's settings as the Trainer declares them);
+# ``architecture`` as a list is checked name by name, ``model_kwargs``' keys against the member constructors.
+CONSTRAINTS = {
+    "architecture": [Options(*ARCHITECTURES), list, tuple], "ensemble": Options(*ENSEMBLES),
+    "k": Interval(int, 1, None), "transform": Options(*TRANSFORMS), "n_genes": [None, Interval(int, 1, None)],
+    "min_cells_per_gene": Interval(int, 0, None), "model_kwargs": [None, dict],
+    "seed": TRAINER_CONSTRAINTS["seed"], "device": TRAINER_CONSTRAINTS["device"],
+    **{name: TRAINER_CONSTRAINTS[name] for name in TRAINER_PARAMS},
+}
+
+
+def _class_labels(y) -> np.ndarray:
+    """The training labels in their own type: integers, booleans and numbers stay so (:func:`label_values`;
+    a continuous target is refused as scikit-learn refuses it), anything else becomes text (as always)."""
+    y = label_values(check_missing(y, "y"))
+    if y.dtype.kind in "iubf":
+        check_classification_targets(y)
+        return y
+    return y.astype(str)
 
 
 def build_model(architecture: str, n_genes: int, n_classes: int, **kwargs) -> torch.nn.Module:
@@ -60,7 +91,14 @@ class CellTypeClassifier(_Predicting, ClassifierMixin, BaseEstimator):
     """Gene selection + input transform + torch model (+ ensemble), trained with the Trainer.
 
     A scikit-learn estimator: ``clone``, ``get_params`` / ``set_params``, ``cross_val_score`` and
-    ``Pipeline`` work; the parameters are checked by :meth:`fit`.
+    ``Pipeline`` work; the parameters are checked by :meth:`fit` against ``_parameter_constraints`` (a wrong
+    value is an ``InvalidParameterError`` naming it, before any work).
+
+    Labels keep their own type: integer labels give integer ``classes_`` and predictions (booleans and
+    numbers likewise), text gives text, a pandas Categorical gives its values (the categories seen, sorted
+    as ``numpy.unique`` sorts them; not a Categorical).  ``predict`` returns a label of ``classes_`` for every
+    cell: it applies no threshold (:func:`~cellbook.annotation.annotate` does, writing text labels with
+    ``"Unassigned"`` to ``.obs``).  A model file keeps the labels' type.
 
     Parameters
     ----------
@@ -101,6 +139,8 @@ label_smoothing, class_weight, amp, resident, graphs, predict_batch_size, progre
         x0.9 every 200 iterations) and the Trainer's own otherwise, without a progress bar.
     """
 
+    _parameter_constraints = CONSTRAINTS
+
     def __init__(self, architecture: str | Sequence[str] = "cnn", ensemble: str | None = None, k: int = 5,
                  transform: str = "log1p", n_genes: int | None = 2000, min_cells_per_gene: int = 3,
                  model_kwargs: dict | None = None, seed: int = 0, device: str = "auto", *, max_epochs: int = 20,
@@ -135,25 +175,20 @@ label_smoothing, class_weight, amp, resident, graphs, predict_batch_size, progre
 
     # ------------------------------------------------------------------------ checks
     def _validate_params(self) -> None:
+        """The declared constraints, then what they cannot say: each name of a list of architectures, and the
+        keys of ``model_kwargs``; an ``InvalidParameterError`` naming the parameter."""
+        check_params(type(self).__name__, self.get_params(deep=False), self._parameter_constraints)
         archs = self._architectures()
-        for a in archs:
-            if a not in ARCHITECTURES:
-                raise ValueError(f"unknown architecture {a!r}; valid: {', '.join(ARCHITECTURES)}")
-        if self.ensemble not in ENSEMBLES:
-            raise ValueError(f"unknown ensemble {self.ensemble!r}; valid: None, joint, soft, hard")
-        if self.transform not in TRANSFORMS:
-            raise ValueError(f"unknown transform {self.transform!r}; valid: {', '.join(TRANSFORMS)}")
-        if self._resolved_ensemble() is not None and int(self.k) < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
-        if self.n_genes is not None and int(self.n_genes) < 1:
-            raise ValueError(f"n_genes must be >= 1 or None, got {self.n_genes}")
+        bad = [a for a in archs if not Options(*ARCHITECTURES).holds(a)]
+        if bad or not archs:
+            raise InvalidParameterError(f"{type(self).__name__}: architecture={self.architecture!r} is not valid: "
+                                        f"it must be one of {', '.join(map(repr, ARCHITECTURES))} or a non-empty "
+                                        f"list of them (unknown: {', '.join(map(repr, bad)) or 'none given'})")
         self._validate_model_kwargs()
 
     def _validate_model_kwargs(self) -> None:
         """Refuse a ``model_kwargs`` key that no member constructor takes, naming the valid ones."""
         kwargs = self.model_kwargs or {}
-        if not isinstance(kwargs, dict):
-            raise ValueError(f"model_kwargs must be a dict or None, got {type(kwargs).__name__}")
         valid = set().union(*(_member_params(a) for a in ARCHITECTURES))
         for key, value in kwargs.items():
             if key in ARCHITECTURES and isinstance(value, dict):
@@ -162,8 +197,9 @@ label_smoothing, class_weight, amp, resident, graphs, predict_batch_size, progre
                 bad, ok = ([] if key in valid or key in ARCHITECTURES else [key]), valid
             if bad:
                 where = f"model_kwargs[{key!r}]" if key in ARCHITECTURES else "model_kwargs"
-                raise ValueError(f"{where}: no member constructor takes {', '.join(map(repr, bad))}; valid: "
-                                 f"{', '.join(sorted(ok))} (or an architecture name holding its own arguments)")
+                raise InvalidParameterError(f"{type(self).__name__}: {where}: no member constructor takes "
+                                            f"{', '.join(map(repr, bad))}; valid: {', '.join(sorted(ok))} (or an "
+                                            f"architecture name holding its own arguments)")
 
     def _kwargs_for(self, arch: str) -> dict:
         kwargs = self.model_kwargs or {}
@@ -180,7 +216,9 @@ label_smoothing, class_weight, amp, resident, graphs, predict_batch_size, progre
 
         ``gene_names`` (one per column; taken from the columns of a DataFrame ``X``) lets
         :meth:`predict` and :func:`~cellbook.annotation.annotate` align new cells' genes by name.
-        Unknown parameters and a missing label (NaN / None; the error names the cells) are a ``ValueError``.
+        A parameter outside ``_parameter_constraints`` is an ``InvalidParameterError`` (a ``ValueError``) before
+        any work; a missing label (NaN / None; the error names the cells) is a ``ValueError``.  ``y`` keeps
+        its type (see the class docstring).
         """
         self._validate_params()
         X, y, gene_names = self._fit_inputs(X, y, gene_names)
@@ -202,10 +240,10 @@ label_smoothing, class_weight, amp, resident, graphs, predict_batch_size, progre
         return self
 
     def _fit_inputs(self, X, y, gene_names):
-        """The checked training counts (CSR), labels (str) and gene names."""
+        """The checked training counts (CSR), labels (their own type, see :func:`_class_labels`) and gene names."""
         X, gene_names = matrix_and_names(X, gene_names, what="X")
         X = _counts_matrix(X)
-        y = as_labels(y, "y")
+        y = _class_labels(y)
         if len(y) != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} cells but y has {len(y)} labels")
         check_labels(y, min_per_class=2 if self.val_fraction > 0 else 1)
@@ -288,7 +326,7 @@ label_smoothing, class_weight, amp, resident, graphs, predict_batch_size, progre
                 "params": params,
                 "genes": None if self.feature_names_in_ is None else list(map(str, self.feature_names_in_)),
                 "model_genes": None if self.genes_ is None else list(map(str, self.genes_)),
-                "classes": [str(c) for c in self.classes_],
+                "classes": [str(c) for c in self.classes_], **class_labels_meta(self.classes_),
                 "transform": {"name": self.transform, "target_sum": 1e4 if self.transform == "log1p" else None,
                               "library_size": "sum over the cell's genes among the model's input genes"},
                 "training": _jsonable({**dict(info or {}), **(training or {})})[0]}
@@ -344,7 +382,7 @@ label_smoothing, class_weight, amp, resident, graphs, predict_batch_size, progre
         self.feature_names_in_ = None if genes is None else np.asarray(genes, dtype=object)
         self.gene_idx_ = np.asarray(fitted["gene_idx"], dtype=np.int64)
         self.genes_ = None if genes is None else np.asarray(genes).astype(str)[self.gene_idx_]
-        self.classes_ = np.asarray(meta["classes"]).astype(str)
+        self.classes_ = classes_from_meta(meta)
         n_in, n_cls = len(self.gene_idx_), len(self.classes_)
         with torch.random.fork_rng(devices=[]):   # building the modules must not move the caller's RNG
             members = [build_model(a, n_in, n_cls, **self._kwargs_for(a)) for a in self._member_archs()]

@@ -46,6 +46,38 @@ def _jsonable(value):
     return None, False
 
 
+_LABEL_KINDS = "iubf"      # the label types a model file records besides text: integers, booleans, numbers
+
+
+def class_labels_meta(classes) -> dict:
+    """``{"class_labels": {"dtype": ..., "values": [...]}}`` for classes that are not text (integers, booleans,
+    numbers), so that a loaded model predicts labels of the same type; ``{}`` for text, whose files stay as they
+    were (``"classes"`` holds every label as text, which older cellbooks read)."""
+    classes = np.asarray(classes)
+    if classes.dtype.kind not in _LABEL_KINDS:
+        return {}
+    return {"class_labels": {"dtype": classes.dtype.str, "values": classes.tolist()}}
+
+
+def classes_from_meta(meta: dict) -> np.ndarray:
+    """The classes of a model file's metadata in their type: ``class_labels`` when the file records it (a
+    ``ValueError`` when it does not match ``classes``), else the text of ``classes`` (every older file)."""
+    text = np.asarray(meta["classes"]).astype(str)
+    typed = meta.get("class_labels")
+    if typed is None:
+        return text
+    try:
+        dtype = np.dtype(typed["dtype"])
+        if dtype.kind not in _LABEL_KINDS:
+            raise ValueError(f"label type {typed['dtype']!r}")
+        classes = np.asarray(typed["values"], dtype=dtype)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"the class labels are unreadable ({type(err).__name__}: {err})") from None
+    if classes.shape != text.shape or list(map(str, classes)) != list(text):
+        raise ValueError("the class labels do not match the classes")
+    return classes
+
+
 def _versions() -> dict:
     """The versions of cellbook (the loaded package), torch, scikit-learn, NumPy and Python."""
     return {"cellbook": __version__, "torch": torch.__version__,

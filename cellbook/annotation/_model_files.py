@@ -5,6 +5,7 @@ trusts itself (scikit-learn's, NumPy's and SciPy's plain types) and those of :da
 """
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import sklearn
 
+from ..validation import validate_params
 from ._classifier import CellTypeClassifier
 from ._file_format import _PICKLE, _SAVE_FIX, _SKOPS, _jsonable, read_model_payload, write_model_file
 
@@ -90,6 +92,7 @@ def _skops_payload(model) -> bytes:
     return payload
 
 
+@validate_params({"path": [str, os.PathLike], "training": [None, dict]})
 def save_model(model, path, training: dict | None = None) -> Path:
     """Write a fitted classifier to one file (conventionally ``*.cbm``); returns the path.
 
@@ -157,16 +160,17 @@ def _load_estimator(path: Path, meta: dict, payload_name: str, payload: bytes, t
                          f"the model again") from None
     if payload_name == _PICKLE:
         warnings.warn(f"{path}: the pickled estimator was loaded because trusted=True; a pickle can run any "
-                      f"code. Save the model again to get a file without pickle", UserWarning, stacklevel=3)
+                      f"code. Save the model again to get a file without pickle", UserWarning, stacklevel=4)
     if saved_versions.get("sklearn") not in (None, sklearn.__version__):
         warnings.warn(f"{path} was saved with scikit-learn {saved_versions['sklearn']}; this is "
-                      f"{sklearn.__version__}: predictions may differ", UserWarning, stacklevel=3)
+                      f"{sklearn.__version__}: predictions may differ", UserWarning, stacklevel=4)
     if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
         raise ValueError(f"{path}: the stored {type(model).__name__} is not a fitted classifier")
     model.cellbook_model_file_ = {**meta, "path": str(path)}
     return model
 
 
+@validate_params({"path": [str, os.PathLike], "device": str, "trusted": bool})
 def load_model(path, device: str = "cpu", trusted: bool = False):
     """Read a model written by :func:`save_model` (or :meth:`CellTypeClassifier.save`).
 

@@ -127,7 +127,9 @@ class _Predicting:
         return self.trainer_.predict_proba(Z)
 
     def predict(self, X, gene_names: Sequence[str] | None = None, layer: str | None = "counts") -> np.ndarray:
-        """Predicted labels (``classes_``) for ``X`` (as in :meth:`predict_proba`)."""
+        """Predicted labels for ``X`` (as in :meth:`predict_proba`): the most probable class of ``classes_`` per
+        cell, in the training labels' type (integers for integer labels); no threshold is applied (an
+        ``"Unassigned"`` label is :func:`~cellbook.annotation.annotate`'s, written to ``.obs``)."""
         proba = self.predict_proba(X, gene_names, layer)
         return self.classes_[proba.argmax(1)]
 

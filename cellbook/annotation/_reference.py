@@ -12,6 +12,8 @@ from ..baselines import (
     HVGLogisticRegression,
     TunedLogisticRegression,
 )
+from ..splits import SEED
+from ..validation import Interval, validate_params
 from ._classifier import ARCHITECTURES, CellTypeClassifier
 from ._data import MIN_SHARED_GENES, _check_reference, _counts_matrix, _reference_data
 
@@ -21,12 +23,18 @@ _BASELINE_METHODS = {"logreg": TunedLogisticRegression, "logreg_scaled": HVGLogi
                      "gbm": HVGGradientBoosting, "celltypist": CellTypistClassifier, "knn": PCAKNN}
 
 
+#: What :func:`fit_reference` (and :func:`~cellbook.annotation.annotate`, which passes them on) takes.
+REFERENCE_CONSTRAINTS = {"label_key": str, "layer": [None, str], "min_shared_genes": Interval(int, 1, None),
+                         "params": [None, dict], "seed": SEED, "device": str}
+
+
 def _estimator_params(method: str) -> set:
     if method in _BASELINE_METHODS:
         return set(_BASELINE_METHODS[method]().get_params())
     return set(CellTypeClassifier().get_params()) - {"architecture"}
 
 
+@validate_params({"seed": SEED, "device": str})
 def make_model(method: str, seed: int = 0, device: str = "auto", **params):
     """An unfitted estimator for a method name.
 
@@ -61,6 +69,7 @@ def _estimator(model, params, seed: int, device: str):
     return model
 
 
+@validate_params(REFERENCE_CONSTRAINTS)
 def fit_reference(reference, model="logreg", *, genes: Sequence[str] | None = None, label_key: str = "cell_type",
                   layer: str | None = "counts", min_shared_genes: int = MIN_SHARED_GENES, params: dict | None = None,
                   seed: int = 0, device: str = "auto"):

@@ -18,7 +18,9 @@ with ``fit(X, y, gene_names=None)``, ``predict(X, gene_names=None)``, ``predict_
 (columns in ``classes_`` order) and ``classes_``; ``X`` is cells x genes raw counts (dense or sparse, a
 DataFrame or an AnnData) unless ``counts=False``.  Fitted with gene names (``gene_names=``, DataFrame columns,
 ``var_names``), predict matches genes by name; predict before fit is scikit-learn's ``NotFittedError``;
-labels are checked for missing values before anything stringifies them.
+labels are checked for missing values and keep their own type (integers in, integers out; a pandas Categorical
+gives its values).  Each declares its parameters' constraints (``_parameter_constraints``), which ``fit``
+checks before any work: a wrong value is a :class:`cellbook.validation.InvalidParameterError` naming it.
 """
 from ._celltypist_model import CellTypistClassifier, celltypist_over_clustering
 from ._expression import PCAKNN, HVGLogisticRegression, torch_threads

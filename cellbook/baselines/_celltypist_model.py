@@ -22,7 +22,8 @@ from threadpoolctl import threadpool_limits
 from ..config import keep_torch_threads
 from ..datasets.scrna import check_unique_genes
 from ..preprocess.scrna import log_normalize
-from ._expression import _ExpressionClassifier, torch_threads
+from ..validation import Interval, Options
+from ._expression import SEED, _ExpressionClassifier, torch_threads
 
 
 class _OvRLogisticRegression(LogisticRegression):
@@ -183,8 +184,18 @@ class CellTypistClassifier(_ExpressionClassifier):
     sampling; restored after) and to Leiden.  CellTypist's log lines are silenced.  Where scikit-learn has no
     ``multi_class`` argument, the one-vs-rest model CellTypist asks for is fitted by
     :class:`_OvRLogisticRegression`.  Attributes: ``model_`` (a ``celltypist.models.Model``),
-    ``classes_``, ``features_`` (the model's genes), ``n_parameters_``.
+    ``classes_``, ``features_`` (the model's genes), ``n_parameters_``.  CellTypist names the classes by text;
+    ``classes_`` and ``predict`` keep the labels' own type (integers in, integers out).
     """
+
+    _parameter_constraints = {
+        "majority_voting": bool, "feature_selection": bool, "top_genes": Interval(int, 1, None),
+        "C": Interval(float, 0, None, closed="neither"),
+        "solver": Options(None, "lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga"),
+        "max_iter": [None, Interval(int, 1, None)], "use_SGD": bool, "alpha": Interval(float, 0, None),
+        "mini_batch": bool, "balance_cell_type": bool, "epochs": Interval(int, 1, None), "with_mean": bool,
+        "check_expression": bool, "resolution": [None, Interval(float, 0, None, closed="neither")],
+        "n_jobs": [None, Options(-1), Interval(int, 1, None)], "seed": SEED}
 
     def __init__(self, majority_voting: bool = False, feature_selection: bool = False, top_genes: int = 300,
                  C: float = 1.0, solver: str | None = None, max_iter: int | None = None, use_SGD: bool = False,

@@ -1,6 +1,7 @@
 """The shared input handling of the expression classifiers, and the two scaled-HVG baselines."""
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
@@ -16,6 +17,10 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from ..datasets.scrna import check_counts
 from ..preprocess.scrna import align_genes, highly_variable, log_normalize, matrix_and_names
 from ..splits import check_missing
+from ..validation import Interval, check_params
+
+#: A seed: what NumPy's and scikit-learn's ``random_state`` take.
+SEED = Interval(int, 0, 2 ** 32, closed="left")
 
 
 def _check_shape(X, what: str = "X") -> None:
@@ -44,9 +49,24 @@ def _array_like(X):
     return X
 
 
+def label_values(y: np.ndarray) -> np.ndarray:
+    """Labels in their own type: a NumPy array as it is; an object array (a pandas Categorical's or nullable
+    integer array's values, a list of Python objects) of only integers becomes ``int64``, of only booleans
+    ``bool``; other object arrays (text, mixed) are left as they are."""
+    arr = np.asarray(y)
+    if arr.dtype != object or not arr.size:
+        return arr
+    kinds = {type(v) for v in arr.ravel()}
+    if all(issubclass(k, (bool, np.bool_)) for k in kinds):
+        return arr.astype(bool)
+    if all(issubclass(k, numbers.Integral) and not issubclass(k, (bool, np.bool_)) for k in kinds):
+        return arr.astype(np.int64)
+    return arr
+
+
 def _check_y(y, owner: str) -> np.ndarray:
-    """The labels as a 1-D array (a column vector is raveled with a warning); a ``ValueError`` naming ``y``
-    when they are missing (``None``, NaN, empty strings)."""
+    """The labels as a 1-D array in their own type (:func:`label_values`; a column vector is raveled with a
+    warning); a ``ValueError`` naming ``y`` when they are missing (``None``, NaN, empty strings)."""
     if y is None:
         raise ValueError(f"{owner} requires y to be passed, but the target y is None")
     if isinstance(y, str):
@@ -54,7 +74,7 @@ def _check_y(y, owner: str) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = column_or_1d(y, warn=True)
-    return check_missing(y, "y")
+    return label_values(check_missing(y, "y"))
 
 
 def torch_threads() -> int:
@@ -70,8 +90,14 @@ class _ExpressionClassifier(ClassifierMixin, BaseEstimator):
     without gene names) into a checked cells x genes matrix (at predict: the training genes, matched by name);
     a subclass implements ``_fit(X, y)`` (sets ``model_`` and ``classes_``) and ``_proba(X)``.  The default
     ``_fit`` / ``_proba`` are the scaled-HVG pipeline of :class:`HVGLogisticRegression` and :class:`PCAKNN`.
+
+    ``_parameter_constraints`` declares what each constructor parameter takes; :meth:`fit` checks them first
+    (:func:`cellbook.validation.check_params`): a wrong value is an ``InvalidParameterError`` naming it.
+    Labels keep their own type: integers in, integers out (``classes_``, ``predict``); text in, text out; a
+    pandas Categorical gives its values (``classes_`` holds the category values seen, sorted).
     """
 
+    _parameter_constraints: dict = {}
     counts = True        # the input is raw counts (a constructor parameter of the two scaled-HVG baselines)
 
     def __sklearn_tags__(self):
@@ -171,12 +197,18 @@ class _ExpressionClassifier(ClassifierMixin, BaseEstimator):
     def _embed(self, Z):
         return Z
 
+    def _check_params(self) -> None:
+        """The declared constraints (a subclass adds what they cannot say); run before anything is read."""
+        check_params(type(self).__name__, self.get_params(deep=False), self._parameter_constraints)
+
     # -- the public API
     def fit(self, X, y, gene_names=None):
         """Fit on ``X`` (cells x genes: matrix, DataFrame or AnnData) and labels ``y``.
 
         ``gene_names`` (or the DataFrame's columns / AnnData's var_names) let predict match genes by name.
+        A parameter outside ``_parameter_constraints`` is an ``InvalidParameterError`` before anything is read.
         """
+        self._check_params()
         X, y = self._fit_input(X, y, gene_names)
         self._fit(X, y)
         return self
@@ -208,6 +240,10 @@ class HVGLogisticRegression(_ExpressionClassifier):
     Attributes: ``genes_`` (HVG column indices), ``mean_``, ``scale_``, ``model_``, ``classes_``, ``n_iter_``.
     """
 
+    _parameter_constraints = {"n_top_genes": [None, Interval(int, 1, None)],
+                              "C": Interval(float, 0, None, closed="neither"), "max_iter": Interval(int, 1, None),
+                              "counts": bool, "seed": SEED}
+
     def __init__(self, n_top_genes: int = 2000, C: float = 0.1, max_iter: int = 500, counts: bool = True,
                  seed: int = 0):
         self.n_top_genes, self.C, self.max_iter, self.counts, self.seed = n_top_genes, C, max_iter, counts, seed
@@ -222,6 +258,9 @@ class HVGLogisticRegression(_ExpressionClassifier):
 
 class PCAKNN(_ExpressionClassifier):
     """k-nearest neighbours on the first ``n_pcs`` principal components of scaled HVG expression."""
+
+    _parameter_constraints = {"n_top_genes": [None, Interval(int, 1, None)], "n_pcs": Interval(int, 1, None),
+                              "k": Interval(int, 1, None), "counts": bool, "seed": SEED}
 
     def __init__(self, n_top_genes: int = 2000, n_pcs: int = 50, k: int = 15, counts: bool = True, seed: int = 0):
         self.n_top_genes, self.n_pcs, self.k, self.counts, self.seed = n_top_genes, n_pcs, k, counts, seed

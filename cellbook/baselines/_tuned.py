@@ -14,7 +14,8 @@ from sklearn.utils.validation import check_is_fitted
 from ..metrics import classification
 from ..preprocess.scrna import log_normalize
 from ..splits import check_labels
-from ._expression import _ExpressionClassifier, _hvg, _log_hvg, torch_threads
+from ..validation import Interval, InvalidParameterError, Options
+from ._expression import SEED, _ExpressionClassifier, _hvg, _log_hvg, torch_threads
 
 #: The default search of :class:`TunedLogisticRegression`: ``C`` x ``target_sum`` (10 candidates).  Counts per
 #: 1e3 need a larger ``C`` than per 1e4 (about 10x on van Galen 2019), so both are searched with a wide ``C`` range.
@@ -29,23 +30,25 @@ _GRID_VALID = {"C": lambda x: isinstance(x, (int, float)) and not isinstance(x, 
 
 
 def _check_grid(grid) -> dict:
-    """``{key: tuple of values}`` for the keys of :data:`_GRID_KEYS`; a clear ``ValueError`` otherwise."""
+    """``{key: tuple of values}`` for the keys of :data:`_GRID_KEYS`; an ``InvalidParameterError`` (a
+    ``ValueError``) naming the key and value otherwise."""
     if not isinstance(grid, dict) or not grid:
-        raise ValueError(f"param_grid must be a non-empty dict of lists over {', '.join(_GRID_KEYS)}, e.g. "
-                         f"{TUNED_LR_GRID}; got {grid!r}")
+        raise InvalidParameterError(f"param_grid must be a non-empty dict of lists over {', '.join(_GRID_KEYS)}, "
+                                    f"e.g. {TUNED_LR_GRID}; got {grid!r}")
     unknown = sorted(set(grid) - set(_GRID_KEYS))
     if unknown:
-        raise ValueError(f"param_grid has unknown key(s) {', '.join(map(repr, unknown))}; "
-                         f"valid: {', '.join(_GRID_KEYS)}")
+        raise InvalidParameterError(f"param_grid has unknown key(s) {', '.join(map(repr, unknown))}; "
+                                    f"valid: {', '.join(_GRID_KEYS)}")
     out = {}
     for k, v in grid.items():
         vals = (v,) if isinstance(v, (str, int, float)) or v is None else tuple(v)
         if not vals:
-            raise ValueError(f"param_grid[{k!r}] is empty; give at least one value")
+            raise InvalidParameterError(f"param_grid[{k!r}] is empty; give at least one value")
         for x in vals:
             if not _GRID_VALID[k](x):
-                raise ValueError(f"param_grid[{k!r}] has the invalid value {x!r}; C and target_sum are > 0, "
-                                 f"class_weight is None, 'balanced' or a dict, n_top_genes a positive int or None")
+                raise InvalidParameterError(f"param_grid[{k!r}] has the invalid value {x!r}; C and target_sum are "
+                                            f"> 0, class_weight is None, 'balanced' or a dict, n_top_genes a "
+                                            f"positive int or None")
         out[k] = tuple(v for i, v in enumerate(vals) if all(repr(v) != repr(w) for w in vals[:i]))  # unique
     return out
 
@@ -93,6 +96,13 @@ class TunedLogisticRegression(_ExpressionClassifier):
     ``n_iter_`` (the final model's iterations).
     """
 
+    _parameter_constraints = {"n_top_genes": [None, Interval(int, 1, None)],
+                              "target_sum": Interval(float, 0, None, closed="neither"),
+                              "C": Interval(float, 0, None, closed="neither"),
+                              "class_weight": [None, Options("balanced"), dict], "param_grid": [None, dict],
+                              "n_folds": Interval(int, 2, None), "max_iter": Interval(int, 1, None),
+                              "tol": Interval(float, 0, None), "seed": SEED}
+
     def __init__(self, n_top_genes: int | None = 2000, target_sum: float = 1e4, C: float = 0.1,
                  class_weight=None, param_grid: dict | None = None, n_folds: int = 3, max_iter: int = 1000,
                  tol: float = 1e-4, seed: int = 0):
@@ -103,14 +113,14 @@ class TunedLogisticRegression(_ExpressionClassifier):
         return LogisticRegression(C=C, class_weight=class_weight, max_iter=self.max_iter, tol=self.tol,
                                   warm_start=warm_start, random_state=self.seed)
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        self._grid()                                        # param_grid's keys and values
+
     def _grid(self) -> dict:
-        """The checked candidates: ``param_grid`` over the constructor's values (``n_folds`` checked first)."""
-        if int(self.n_folds) < 2:
-            raise ValueError(f"n_folds must be >= 2, got {self.n_folds}")
+        """The checked candidates: ``param_grid`` over the constructor's values (checked by ``fit``)."""
         grid = _check_grid(TUNED_LR_GRID if self.param_grid is None else self.param_grid)
-        grid = {k: grid.get(k, (getattr(self, k),)) for k in _GRID_KEYS}
-        _check_grid(grid)                                   # the constructor's values, too
-        return grid
+        return {k: grid.get(k, (getattr(self, k),)) for k in _GRID_KEYS}
 
     def _fit(self, X, y):
         grid = self._grid()
@@ -221,6 +231,17 @@ class HVGGradientBoosting(_ExpressionClassifier):
     ``max_iter`` rounds on every cell (``chosen_params_`` fixes a fitted model's rounds this way).
     """
 
+    _parameter_constraints = {"n_top_genes": [None, Interval(int, 1, None)],
+                              "target_sum": Interval(float, 0, None, closed="neither"),
+                              "learning_rate": Interval(float, 0, None, closed="neither"),
+                              "num_leaves": Interval(int, 2, None), "min_child_samples": Interval(int, 0, None),
+                              "colsample_bytree": Interval(float, 0, 1, closed="right"),
+                              "reg_lambda": Interval(float, 0, None), "max_bin": Interval(int, 2, None),
+                              "max_iter": Interval(int, 1, None),
+                              "early_stopping_rounds": [None, Interval(int, 1, None)],
+                              "validation_fraction": Interval(float, 0, 1, closed="neither"), "refit": bool,
+                              "n_jobs": [None, Interval(int, 1, None)], "seed": SEED}
+
     def __init__(self, n_top_genes: int | None = 2000, target_sum: float = 1e4, learning_rate: float = 0.1,
                  num_leaves: int = 15, min_child_samples: int = 10, colsample_bytree: float = 0.5,
                  reg_lambda: float = 1.0, max_bin: int = 63, max_iter: int = 1000, early_stopping_rounds: int = 25,
@@ -240,18 +261,10 @@ class HVGGradientBoosting(_ExpressionClassifier):
                 "num_threads": int(self.n_jobs) if self.n_jobs is not None else torch_threads(),
                 "deterministic": True, "force_col_wise": True, "verbose": -1}
 
-    def _check_settings(self, y) -> None:
-        if not 0 < float(self.validation_fraction) < 1:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
-        if int(self.max_iter) < 1 or (self.early_stopping_rounds is not None and int(self.early_stopping_rounds) < 1):
-            raise ValueError("max_iter and early_stopping_rounds must be >= 1 (early_stopping_rounds=None: no early "
-                             "stopping, max_iter rounds on every cell)")
-        check_labels(y, min_per_class=2, what="y")         # a validation cell and a training cell per class
-
     def _fit(self, X, y):
         import lightgbm as lgb
 
-        self._check_settings(y)
+        check_labels(y, min_per_class=2, what="y")         # a validation cell and a training cell per class
         self.classes_, yi = np.unique(y, return_inverse=True)
         Xl = log_normalize(sp.csr_matrix(X, dtype=np.float32), self.target_sum)
         self.genes_ = _hvg(Xl, self.n_top_genes)

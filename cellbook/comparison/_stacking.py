@@ -9,9 +9,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from ..baselines._expression import _array_like, _check_shape, _check_y
+from ..baselines._expression import SEED, _array_like, _check_shape, _check_y
 from ..metrics import classification
 from ..splits import stratified_kfold
+from ..validation import Interval, InvalidParameterError, check_params
 
 
 def _proba(est, X, gene_names, classes) -> np.ndarray:
@@ -49,8 +50,12 @@ class StackedEnsemble(ClassifierMixin, BaseEstimator):
     ``n_features_in_``, ``fit_seconds_`` and ``n_parameters_`` (0: the members count their own).
 
     The members see the labels as strings (``np.asarray(y).astype(str)``); ``classes_`` and ``predict`` keep
-    the labels' own type, and ``predict_proba``'s columns follow ``classes_``.
+    the labels' own type, and ``predict_proba``'s columns follow ``classes_``.  The parameters are checked by
+    ``fit`` against ``_parameter_constraints`` first (an ``InvalidParameterError`` naming the parameter).
     """
+
+    _parameter_constraints = {"factories": dict, "n_folds": Interval(int, 2, None),
+                              "max_rounds": Interval(int, 1, None), "seed": SEED}
 
     def __init__(self, factories: dict, n_folds: int = 3, max_rounds: int = 30, seed: int = 0):
         self.factories, self.n_folds, self.max_rounds, self.seed = factories, n_folds, max_rounds, seed
@@ -61,16 +66,14 @@ class StackedEnsemble(ClassifierMixin, BaseEstimator):
         return tags
 
     def _check_params(self) -> None:
-        if not isinstance(self.factories, dict) or not all(callable(f) for f in self.factories.values()):
-            raise ValueError(f"factories must be a dict of member name -> f(seed) returning an unfitted estimator; "
-                             f"got {type(self.factories).__name__}")
-        if len(self.factories) < 2:
-            raise ValueError(f"factories: a stacked ensemble needs at least 2 candidate members, got "
-                             f"{len(self.factories)}")
-        if int(self.n_folds) < 2:
-            raise ValueError(f"n_folds must be >= 2, got {self.n_folds}")
-        if int(self.max_rounds) < 1:
-            raise ValueError(f"max_rounds must be >= 1, got {self.max_rounds}")
+        """The declared constraints, then what they cannot say: ``factories`` holds at least 2 callables."""
+        check_params(type(self).__name__, self.get_params(deep=False), self._parameter_constraints)
+        bad = sorted(str(k) for k, f in self.factories.items() if not callable(f))
+        if bad or len(self.factories) < 2:
+            raise InvalidParameterError(
+                f"{type(self).__name__}: factories is not valid: it must map at least 2 member names to "
+                f"f(seed) returning an unfitted estimator; got {len(self.factories)} member(s)"
+                + (f", of which not callable: {', '.join(bad)}" if bad else ""))
 
     def fit(self, X, y, gene_names=None, prefit: dict | None = None) -> StackedEnsemble:
         """Choose the weights on out-of-fold predictions of ``X`` (cells x genes) and labels ``y``; then fit the

@@ -22,13 +22,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..splits import check_missing
+from ..splits import SEED, check_missing
+from ..validation import Interval, Options, validate_params
 from .registry import DataInfo, info_for, load_source, locate
-from .scrna import _read_table, check_unique_genes, read_h5ad, vangalen2019
+from .scrna import OPTIONAL_PATH, _read_table, check_unique_genes, read_h5ad, vangalen2019
 
 # anndata is imported where it is used, so that `cellbook data` stays light.
 
 
+@validate_params({"label_key": str, "min_per_label": Interval(int, 1, None)})
 def check_expression(adata, label_key: str = "cell_type", min_per_label: int = 2):
     """Validate a samples x genes AnnData with labels; return a copy with dense float32 ``X``.
 
@@ -71,6 +73,7 @@ def check_expression(adata, label_key: str = "cell_type", min_per_label: int = 2
     return out
 
 
+@validate_params({"label_col": str, "name": str, "real": bool})
 def from_table(table, label_col: str = "cell_type", name: str = "table", real: bool = True):
     """A samples x genes table with one label column -> AnnData.
 
@@ -106,6 +109,7 @@ def from_table(table, label_col: str = "cell_type", name: str = "table", real: b
     return adata
 
 
+@validate_params({"path": OPTIONAL_PATH, "protein_coding": bool, "drop_zero": bool})
 def tcga6(path=None, protein_coding: bool = True, drop_zero: bool = True):
     """TCGA primary tumours of 6 tissues: 364 samples x 56537 genes, raw HTSeq counts.
 
@@ -133,6 +137,7 @@ def tcga6(path=None, protein_coding: bool = True, drop_zero: bool = True):
     return adata
 
 
+@validate_params({"path": OPTIONAL_PATH})
 def cellnet(path=None):
     """The paper's CellNet HG-U133 Plus 2 compendium (1040 x 20184, 16 tissues x 65), if present.
 
@@ -148,6 +153,8 @@ def cellnet(path=None):
     return adata
 
 
+@validate_params({"by": [str, tuple, list], "min_cells": Interval(int, 1, None), "label_key": str,
+                  "layer": [None, str]})
 def pseudobulk(adata, by=("donor", "cell_type"), min_cells: int = 10, label_key: str = "cell_type",
                layer: str | None = "counts"):
     """Sum single-cell counts per group -> one pseudo-bulk profile per group (AnnData, counts).
@@ -195,6 +202,8 @@ def pseudobulk(adata, by=("donor", "cell_type"), min_cells: int = 10, label_key:
     return out
 
 
+@validate_params({"n_per_class": Interval(int, 1, None), "n_genes": Interval(int, 1, None),
+                  "n_classes": Interval(int, 1, None), "seed": SEED})
 def synthetic_bulk(n_per_class: int = 40, n_genes: int = 2000, n_classes: int = 6, seed: int = 0):
     """A labelled SYNTHETIC stand-in: bulk-like counts with class-specific programmes (not real data)."""
     import anndata as ad
@@ -247,6 +256,8 @@ SOURCES = {
 }
 
 
+@validate_params({"source": Options(*SOURCES), "path": OPTIONAL_PATH, "fallback": Options("error", "synthetic"),
+                  "seed": SEED})
 def load_bulk(source: str = "tcga6", path=None, fallback: str = "error", seed: int = 0):
     """Load a labelled expression compendium by name; print and record which source was used.
 

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..splits import check_missing
+from ..splits import SEED, check_missing
+from ..validation import Interval, Options, validate_params
 from .registry import DataInfo, info_for, load_source, locate, sha256sum
-from .scrna import _read_table
+from .scrna import OPTIONAL_PATH, PATH, _read_table
 
 # OpenCV is imported where it is used, so that `cellbook data` stays light.
 
@@ -103,6 +104,7 @@ class ImageSet:
         return (self.labels == positive).astype(int)
 
 
+@validate_params({"path": PATH})
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode one image file with OpenCV (``IMREAD_UNCHANGED``: keeps 16-bit and alpha).
 
@@ -124,7 +126,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return img
 
 
-def _read_many(root: Path, rel_files: list[str]):
+def _read_many(root: Path, rel_files: list[str], stacklevel: int = 3):
     images, kept, skipped = [], [], []
     for rel in rel_files:
         try:
@@ -134,7 +136,8 @@ def _read_many(root: Path, rel_files: list[str]):
             skipped.append((rel, str(err).split(": ", 1)[-1]))
     if skipped:
         warnings.warn(f"{len(skipped)} unreadable image file(s) skipped: "
-                      + ", ".join(f for f, _ in skipped[:5]) + (" ..." if len(skipped) > 5 else ""), stacklevel=3)
+                      + ", ".join(f for f, _ in skipped[:5]) + (" ..." if len(skipped) > 5 else ""),
+                      stacklevel=stacklevel)
     return images, kept, skipped
 
 
@@ -147,7 +150,7 @@ def _groups_for(files: list[str], rule, root: Path) -> tuple[list[str], str]:
         warnings.warn(f"image_folder({root}): no groups= given, so each of the {len(files)} images is its own group; "
                       f"grouped splits then cannot keep crops of one frame / cells of one donor on one side and "
                       f"scores are inflated if images share a source. Pass groups='from_filename', a regex, a "
-                      f"function of the file path, or a mapping file -> group", UserWarning, stacklevel=3)
+                      f"function of the file path, or a mapping file -> group", UserWarning, stacklevel=4)
         return groups, note
     if callable(rule):
         groups, note = [rule(f) for f in files], "groups from a function of the file path"
@@ -190,6 +193,8 @@ def _groups_for(files: list[str], rule, root: Path) -> tuple[list[str], str]:
     return groups, note
 
 
+@validate_params({"path": PATH, "extensions": [tuple, list, set, frozenset], "min_classes": Interval(int, 1, None),
+                  "name": [None, str]})
 def image_folder(path: str | os.PathLike, extensions=IMAGE_EXTENSIONS, min_classes: int = 2,
                  name: str | None = None, groups=None) -> ImageSet:
     """Read a folder with one sub-folder per class (png / jpg / tif / bmp files inside).
@@ -224,7 +229,7 @@ def image_folder(path: str | os.PathLike, extensions=IMAGE_EXTENSIONS, min_class
     images, labels, files, skipped, empty = [], [], [], [], []
     for d in class_dirs:
         rel = sorted(str(p.relative_to(root)) for p in d.iterdir() if p.is_file() and p.suffix.lower() in exts)
-        ims, kept, skip = _read_many(root, rel)
+        ims, kept, skip = _read_many(root, rel, stacklevel=4)
         skipped += skip
         if not ims:
             empty.append(d.name)
@@ -233,7 +238,7 @@ def image_folder(path: str | os.PathLike, extensions=IMAGE_EXTENSIONS, min_class
         files += kept
         labels += [d.name] * len(ims)
     if empty:
-        warnings.warn(f"class folder(s) with no readable image skipped: {', '.join(empty)}", stacklevel=2)
+        warnings.warn(f"class folder(s) with no readable image skipped: {', '.join(empty)}", stacklevel=3)
     if not images:
         raise ValueError(_nothing_readable(root, skipped, exts))
     n_classes = len(set(labels))
@@ -308,7 +313,7 @@ def _registered(name: str, path, label_col: str, group_col: str) -> ImageSet:
     if unlisted:
         warnings.warn(f"{name}: {len(unlisted)} image file(s) in {folder} are not in metadata.csv and are NOT "
                       f"loaded: {', '.join(unlisted[:5])}{' ...' if len(unlisted) > 5 else ''}; add rows for them "
-                      f"(file, label, group) or move them out (listed in ImageSet.unlisted)", UserWarning, stacklevel=3)
+                      f"(file, label, group) or move them out (listed in ImageSet.unlisted)", UserWarning, stacklevel=4)
     meta = meta.set_index("file").loc[kept].reset_index()
     info = info_for(name, folder)
     info.sha256 = sha256sum(meta_path)
@@ -319,18 +324,18 @@ def _registered(name: str, path, label_col: str, group_col: str) -> ImageSet:
                     unlisted=unlisted)
 
 
+@validate_params({"path": OPTIONAL_PATH, "label": Options("binary", "passage")})
 def stemcell_passage(path=None, label: str = "binary") -> ImageSet:
     """Stem-cell micrographs at passage P2 / P6 / P7: 152 RGB tiles (384 x 512) of 38 frames.
 
     ``label="binary"``: ``early_P2`` vs ``late_P6_P7`` (the book's stand-in for high / low
     function); ``label="passage"``: P2 / P6 / P7.  Groups are ``source_image`` (4 tiles per frame).
     """
-    if label not in ("binary", "passage"):
-        raise ValueError(f"label must be 'binary' or 'passage', not {label!r}")
     return _registered("stemcell_passage_phase", path, "binary_label" if label == "binary" else "class",
                        "source_image")
 
 
+@validate_params({"path": OPTIONAL_PATH})
 def hek293a_ht1080(path=None) -> ImageSet:
     """HEK293A vs HT1080 bright-field single-cell crops: 200 grayscale 224 x 224 images.
 
@@ -339,6 +344,8 @@ def hek293a_ht1080(path=None) -> ImageSet:
     return _registered("hek293a_ht1080_brightfield", path, "class", "source_frame")
 
 
+@validate_params({"n_per_class": Interval(int, 1, None), "per_group": Interval(int, 1, None), "size": [tuple, list],
+                  "seed": SEED})
 def synthetic_images(n_per_class: int = 40, per_group: int = 4, size=(192, 256), seed: int = 0) -> ImageSet:
     """A labelled SYNTHETIC stand-in: dark phase-like fields of bright-rimmed cells.
 
@@ -379,6 +386,8 @@ LOADERS = {
 }
 
 
+@validate_params({"source": Options(*LOADERS), "path": OPTIONAL_PATH, "fallback": Options("error", "synthetic"),
+                  "seed": SEED})
 def load_images(source: str = "stemcell_passage_phase", path=None, fallback: str = "error",
                 seed: int = 0) -> ImageSet:
     """Load a registered image dataset; ``fallback="synthetic"`` gives a labelled stand-in when missing."""
@@ -386,6 +395,7 @@ def load_images(source: str = "stemcell_passage_phase", path=None, fallback: str
                        info=lambda ims: ims.info)
 
 
+@validate_params({"folder": PATH, "extensions": [tuple, list, set, frozenset]})
 def folder_digest(folder: str | os.PathLike, extensions=IMAGE_EXTENSIONS + (".csv",)) -> str:
     """sha256 over the sorted relative paths and bytes of every data file under ``folder``."""
     root = Path(folder)

@@ -339,7 +339,8 @@ def load_source(loaders: dict, source: str, *, path=None, fallback: str = "error
     except DatasetNotFoundError as err:
         if fallback == "error" or synthetic is None or path is not None:
             raise
-        warnings.warn(f"{err}\nFalling back to a SYNTHETIC stand-in (fallback='synthetic').", stacklevel=3)
+        # stacklevel 4: the caller of load_scrna / load_images / load_bulk (each wrapped by validate_params)
+        warnings.warn(f"{err}\nFalling back to a SYNTHETIC stand-in (fallback='synthetic').", stacklevel=4)
         obj = synthetic(seed=seed)
     announce(info(obj) if info else DataInfo(**obj.uns["cellbook_data"]))
     return obj

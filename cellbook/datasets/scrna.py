@@ -6,6 +6,7 @@ All loaders return an AnnData with raw counts in ``X`` (scipy CSR), the same cou
 """
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..splits import _missing_mask, check_missing, drop_rare
+from ..splits import SEED, _missing_mask, check_missing, drop_rare
+from ..validation import Interval, Options, validate_params
 from .registry import DataInfo, DatasetNotFoundError, get, info_for, load_source, locate
 
 # anndata, h5py and scanpy are imported where they are used, so that `cellbook data` stays light.
@@ -21,10 +23,15 @@ from .registry import DataInfo, DatasetNotFoundError, get, info_for, load_source
 MAX_COUNT = 1e9
 """Largest plausible count of one gene in one cell / sample (bulk RNA-seq tops out near 1e7)."""
 
+PATH = [str, os.PathLike]
+OPTIONAL_PATH = [None, str, os.PathLike]
+DUPLICATE_GENES = Options("error", "sum", "first")
+
 RAW_COUNTS_FIX = ("give the raw (integer) counts instead: keep them in adata.layers['counts'], which the loaders, "
                   "bmmc, CellTypeClassifier.fit_adata and annotate read first, or pass the raw count matrix")
 
 
+@validate_params({"what": str})
 def check_counts(X, what: str = "counts") -> None:
     """Raise ``ValueError`` unless ``X`` holds finite, non-negative integer counts <= ``MAX_COUNT``."""
     data = X.data if sp.issparse(X) else np.asarray(X)
@@ -48,6 +55,7 @@ def check_counts(X, what: str = "counts") -> None:
                          f"normalised, not raw counts: {RAW_COUNTS_FIX}")
 
 
+@validate_params({"what": str, "fix": [None, str]})
 def check_unique_genes(names, what: str = "var_names", fix: str | None = None) -> None:
     """Raise ``ValueError`` naming the duplicated gene names (genes are matched by name later).
 
@@ -89,10 +97,11 @@ def _dedupe_genes(adata, how: str, what: str):
     warnings.warn(f"{what}: {len(info)} duplicated gene name(s) "
                   f"{'summed' if how == 'sum' else 'reduced to their first occurrence'}: "
                   + ", ".join(f"{g} (x{n})" for g, n in list(info.items())[:8]) + (", ..." if len(info) > 8 else ""),
-                  UserWarning, stacklevel=3)
+                  UserWarning, stacklevel=4)
     return out, info
 
 
+@validate_params({"label_key": str, "counts_layer": [None, str], "duplicate_genes": DUPLICATE_GENES})
 def as_counts_adata(adata, label_key: str = "cell_type", counts_layer: str | None = "counts",
                     duplicate_genes: str = "error"):
     """Put raw counts in ``X`` (CSR, float32) and ``layers['counts']``; validate; return a copy.
@@ -103,8 +112,6 @@ def as_counts_adata(adata, label_key: str = "cell_type", counts_layer: str | Non
     adds up the counts of genes with the same name and ``"first"`` keeps the first; either is
     warned about and recorded in ``uns["cellbook_duplicate_genes"]``.
     """
-    if duplicate_genes not in ("error", "sum", "first"):
-        raise ValueError(f"duplicate_genes must be 'error', 'sum' or 'first', not {duplicate_genes!r}")
     if label_key not in adata.obs:
         raise ValueError(f"obs[{label_key!r}] is missing; the labels must be in obs[{label_key!r}] "
                          f"(columns present: {', '.join(map(str, adata.obs.columns)) or 'none'})")
@@ -149,6 +156,7 @@ def _check_hdf5(p: Path, what: str) -> int:
     return size
 
 
+@validate_params({"path": PATH, "what": str})
 def read_h5ad(path, what: str = "h5ad file"):
     """Read an ``.h5ad`` file; every failure is a ``ValueError`` / ``FileNotFoundError`` naming the file.
 
@@ -176,6 +184,7 @@ def _read(name: str, path, label_key="cell_type"):
     return read_h5ad(p, f"{name}: h5ad file"), p
 
 
+@validate_params({"path": OPTIONAL_PATH, "duplicate_genes": DUPLICATE_GENES})
 def vangalen2019(path=None, duplicate_genes: str = "error"):
     """van Galen et al. 2019 bone marrow (Seq-Well): 3641 cells x 27899 genes, 15 types.
 
@@ -188,6 +197,8 @@ def vangalen2019(path=None, duplicate_genes: str = "error"):
     return adata
 
 
+@validate_params({"path": OPTIONAL_PATH, "part": Options("cite", "multiome"), "starter": bool,
+                  "duplicate_genes": DUPLICATE_GENES})
 def gse194122(path=None, part: str = "cite", starter: bool = False, duplicate_genes: str = "error"):
     """GSE194122 processed h5ad (CITE or Multiome GEX part); raw counts from ``layers['counts']``.
 
@@ -195,8 +206,6 @@ def gse194122(path=None, part: str = "cite", starter: bool = False, duplicate_ge
     obs gets ``donor`` (from ``DonorNumber``) and ``site`` (from ``Site``) where present.
     ``duplicate_genes``: see :func:`as_counts_adata`.
     """
-    if part not in ("cite", "multiome"):
-        raise ValueError(f"part must be 'cite' or 'multiome', not {part!r}")
     name = "neurips2021_bmmc_cite_starter" if starter else f"gse194122_{part}"
     adata, p = _read(name, path)
     if "feature_types" in adata.var:
@@ -231,7 +240,7 @@ def _mofa_labels(adata, meta, label_column: str | None = None):
     if unlabelled.any():   # documented: only the labelled cells are kept (said, never a class "nan")
         warnings.warn(f"MOFA+ metadata: {int(unlabelled.sum())} of {len(shared)} matched cells have no "
                       f"{col!r} label (e.g. {', '.join(map(str, shared[unlabelled][:3]))}); they are left out",
-                      UserWarning, stacklevel=3)
+                      UserWarning, stacklevel=4)
         shared, labels = shared[~unlabelled], labels[~unlabelled]
     adata = adata[shared].copy()
     adata.obs["cell_type"] = labels.astype(str)
@@ -239,6 +248,7 @@ def _mofa_labels(adata, meta, label_column: str | None = None):
     return adata
 
 
+@validate_params({"path": OPTIONAL_PATH, "label_column": [None, str]})
 def pbmc10k_multiome(path=None, label_column: str | None = None):
     """10x PBMC granulocyte-sorted 10k Multiome, gene expression, with the MOFA+ vignette labels.
 
@@ -270,7 +280,7 @@ def pbmc10k_multiome(path=None, label_column: str | None = None):
         warnings.warn(f"pbmc10k_multiome: {len(dup)} gene symbol(s) occur more than once in the 10x matrix (distinct "
                       f"Ensembl ids); the later copies are renamed with -1, -2 suffixes (as scanpy does): "
                       + ", ".join(f"{g} (x{n})" for g, n in list(dup.items())[:8]) + (", ..." if len(dup) > 8 else ""),
-                      UserWarning, stacklevel=2)
+                      UserWarning, stacklevel=3)
     meta = _read_table(meta_path, "pbmc10k_multiome: MOFA+ cell metadata", sep="\t")
     adata = as_counts_adata(_mofa_labels(adata, meta, label_column))
     if len(dup):
@@ -322,8 +332,6 @@ def _top_types(labels: pd.Series, n_types: int | None) -> pd.Series:
     if len(counts) < 2:
         raise ValueError(f"fewer than 2 cell types after filtering ({len(counts)}); nothing to classify")
     if n_types is not None:
-        if int(n_types) < 2:
-            raise ValueError(f"n_types must be >= 2, got {n_types}")
         counts = counts.iloc[:int(n_types)]
     return counts
 
@@ -342,6 +350,13 @@ def _stratified_draw(rows: np.ndarray, lab: np.ndarray, counts: pd.Series, n_cel
     return np.sort(np.concatenate(picked))
 
 
+SELECTION = {"n_types": [None, Interval(int, 2, None)], "n_cells": [None, Interval(int, 1, None)],
+             "min_cells_per_gene": Interval(int, 0, None), "label_key": str, "seed": SEED,
+             "min_cells_per_type": [None, Interval(int, 1, None)]}
+"""What the cell selection's parameters take (:func:`select_cells`, :func:`bmmc`)."""
+
+
+@validate_params(SELECTION)
 def select_cells(adata, n_types: int | None = 14, n_cells: int | None = 10032, min_cells_per_gene: int = 1,
                  batches=None, sites=None, label_key: str = "cell_type", seed: int = 0,
                  min_cells_per_type: int | None = None):
@@ -393,6 +408,7 @@ def select_cells(adata, n_types: int | None = 14, n_cells: int | None = 10032, m
     return out
 
 
+@validate_params({**SELECTION, "path": OPTIONAL_PATH, "duplicate_genes": DUPLICATE_GENES})
 def bmmc(source="gse194122_cite", path=None, n_types: int | None = 14, n_cells: int | None = 10032,
          min_cells_per_gene: int = 1, batches=None, sites=None, seed: int = 0, label_key: str = "cell_type",
          min_cells_per_type: int | None = None, duplicate_genes: str = "error"):
@@ -427,6 +443,8 @@ def bmmc(source="gse194122_cite", path=None, n_types: int | None = 14, n_cells: 
     return out
 
 
+@validate_params({"n_cells": Interval(int, 1, None), "n_genes": Interval(int, 1, None),
+                  "n_types": Interval(int, 1, None), "n_donors": Interval(int, 1, None), "seed": SEED})
 def synthetic_counts(n_cells: int = 1500, n_genes: int = 2000, n_types: int = 8, n_donors: int = 3,
                      seed: int = 0):
     """A labelled SYNTHETIC stand-in: negative-binomial counts with type-specific marker genes.
@@ -468,6 +486,8 @@ LOADERS = {
 }
 
 
+@validate_params({"source": Options(*LOADERS), "path": OPTIONAL_PATH, "fallback": Options("error", "synthetic"),
+                  "seed": SEED})
 def load_scrna(source: str = "vangalen2019", path=None, fallback: str = "error", seed: int = 0):
     """Load a single-cell dataset by source name; print and record which source was used.
 

@@ -16,6 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
+from ..validation import Interval, validate_params
+
 
 def _dense(X, what: str = "X") -> np.ndarray:
     if sp.issparse(X):
@@ -31,14 +33,13 @@ def _dense(X, what: str = "X") -> np.ndarray:
     return X
 
 
+@validate_params({"offset": Interval(float, 0, None, closed="neither"), "cpm": bool})
 def log2_transform(X, offset: float = 1.0, cpm: bool = True) -> np.ndarray:
     """``log2(X + offset)``; with ``cpm=True`` each sample is first scaled to counts per million.
 
     ``X``: samples x genes, non-negative (raw counts when ``cpm=True``).
     """
     X = _dense(X)
-    if offset <= 0:
-        raise ValueError(f"offset must be > 0 (log2 of 0 is undefined); got {offset}")
     if (X < 0).any():
         raise ValueError(f"X has {int((X < 0).sum())} negative values; log2 needs non-negative "
                          f"expression (pass already-logged data with log=False)")
@@ -107,11 +108,10 @@ def _quantile_fit(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return reference, quantile_apply(X, reference, ranks=ranks)
 
 
+@validate_params({"n": Interval(int, 1, None)})
 def top_variance_genes(X, n: int) -> np.ndarray:
     """Column indices of the ``n`` genes with the highest variance across samples (sorted)."""
     X = _dense(X)
-    if not 1 <= n:
-        raise ValueError(f"n must be >= 1; got {n}")
     n = min(int(n), X.shape[1])
     var = X.var(axis=0)
     idx = np.argsort(-var, kind="stable")[:n]

@@ -34,9 +34,33 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..splits import SEED
+from ..validation import Interval, Options, validate_params
+
 PAPER_SIZE = (220, 300)   # (height, width); the paper says "220 x 300"
 PAPER_MAX_V = 240.0
 PAPER_TARGET_V = 130.0
+
+
+class HeightWidth:
+    """The constraint of an image size: ``(height, width)``, two integers >= 1 (a tuple or a list)."""
+
+    def holds(self, value) -> bool:
+        positive = Interval(int, 1, None)
+        return isinstance(value, (tuple, list)) and len(value) == 2 and all(positive.holds(v) for v in value)
+
+    def describe(self) -> str:
+        return "a (height, width) pair of integers >= 1"
+
+
+SIZE = HeightWidth()
+BITS = [None, Interval(int, 1, 16)]
+TARGET_V = Interval(float, 0, 255, closed="neither")
+KSIZE = Interval(int, 1, None)
+EQUALIZATION = Options("clahe", "global", "none", None)
+CHAIN = {"size": SIZE, "target_v": TARGET_V, "median_ksize": KSIZE, "equalization": EQUALIZATION,
+         "contrast": [tuple, list]}
+"""What the preprocessing chain's settings take (:func:`pipeline_steps`, :func:`preprocess`, :func:`preprocess_set`)."""
 
 
 def _check_image(img, what: str = "image") -> np.ndarray:
@@ -69,6 +93,7 @@ def bit_depth(img) -> int:
     return next(b for b in SENSOR_BIT_DEPTHS if top < 2 ** b)
 
 
+@validate_params({"bits": BITS})
 def to_uint8(img, bits: int | None = None) -> np.ndarray:
     """Any bit depth -> uint8, keeping channels.
 
@@ -85,8 +110,6 @@ def to_uint8(img, bits: int | None = None) -> np.ndarray:
         return img.astype(np.uint8) * 255
     if img.dtype == np.uint16:
         b = bit_depth(img) if bits is None else int(bits)
-        if not 1 <= b <= 16:
-            raise ValueError(f"bits must be between 1 and 16 for a uint16 image, not {bits}")
         return np.clip(np.round(img * (255.0 / (2 ** b - 1))), 0, 255).astype(np.uint8)
     f = img.astype(np.float64)
     if np.issubdtype(img.dtype, np.floating) and f.min() >= 0 and f.max() <= 1:
@@ -100,10 +123,11 @@ def _scaled_by_range(f: np.ndarray) -> np.ndarray:
     """Values outside 0..255: the image's own range mapped to 0..255 (clipping would saturate them)."""
     lo, hi = float(f.min()), float(f.max())
     warnings.warn(f"an image with values from {lo:g} to {hi:g} (outside 0..255) was scaled by its range to "
-                  f"0..255; give uint8 or uint16 images, or scale them yourself", UserWarning, stacklevel=4)
+                  f"0..255; give uint8 or uint16 images, or scale them yourself", UserWarning, stacklevel=6)
     return (f - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(f)
 
 
+@validate_params({"bits": BITS})
 def to_gray8(img, bits: int | None = None) -> np.ndarray:
     """8-bit grayscale ``(H, W)``: colour (BGR/BGRA, OpenCV order) -> luminance via ``cv2.cvtColor``.
 
@@ -123,24 +147,24 @@ def hsv_value(img) -> float:
     return float(cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2HSV)[:, :, 2].mean())
 
 
+@validate_params({"max_v": Interval(float)})
 def brightness_check(images, max_v: float = PAPER_MAX_V):
     """Mean V of each image and a keep-mask (``mean V <= max_v``); the paper drops mean V > 240."""
     v = np.array([hsv_value(im) for im in images], dtype=float)
     return v <= max_v, v
 
 
+@validate_params({"target": TARGET_V, "iterations": Interval(int, 1, None)})
 def normalize_brightness(gray, target: float = PAPER_TARGET_V, iterations: int = 4) -> np.ndarray:
     """Scale an 8-bit gray image so its mean is ~``target`` (gain, repeated to undo clipping at 255).
 
     A constant image (SD 0, e.g. all black) cannot be scaled: it is returned filled with ``target``.
     """
     g = to_gray8(gray).astype(np.float64)
-    if not 0 < target < 255:
-        raise ValueError(f"target brightness must be in (0, 255), not {target}")
     if g.std() == 0:
         return np.full(g.shape, int(round(target)), np.uint8)
     out = g
-    for _ in range(max(1, iterations)):
+    for _ in range(iterations):
         m = out.mean()
         if abs(m - target) < 0.5:
             break
@@ -148,24 +172,25 @@ def normalize_brightness(gray, target: float = PAPER_TARGET_V, iterations: int =
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
+@validate_params({"size": SIZE})
 def resize(img, size=PAPER_SIZE) -> np.ndarray:
     """Resize to ``size = (height, width)`` (area interpolation when shrinking, cubic when enlarging)."""
     img = _check_image(img)
     h, w = int(size[0]), int(size[1])
-    if h < 1 or w < 1:
-        raise ValueError(f"size must be two positive integers (height, width), not {size}")
     shrink = h * w <= img.shape[0] * img.shape[1]
     return cv2.resize(to_uint8(img), (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
+@validate_params({"ksize": KSIZE})
 def median_denoise(gray, ksize: int = 3) -> np.ndarray:
     """Median filter with an odd kernel ``ksize`` (1 = no filtering)."""
-    if int(ksize) != ksize or ksize < 1 or ksize % 2 == 0:
+    if ksize % 2 == 0:
         raise ValueError(f"median kernel size must be an odd positive integer, not {ksize}")
     g = to_gray8(gray)
     return g.copy() if ksize == 1 else cv2.medianBlur(g, int(ksize))
 
 
+@validate_params({"low": Interval(float, 0, 100, closed="left"), "high": Interval(float, 0, 100, closed="right")})
 def enhance_contrast(gray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
     """Linear contrast stretch: the ``low``-th..``high``-th percentiles map to 0..255 (clipped)."""
     if not 0 <= low < high <= 100:
@@ -177,6 +202,8 @@ def enhance_contrast(gray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
     return np.clip(np.round((g - lo) * 255.0 / (hi - lo)), 0, 255).astype(np.uint8)
 
 
+@validate_params({"method": EQUALIZATION, "clip_limit": Interval(float, 0, None, closed="neither"),
+                  "tile_grid": Interval(int, 1, None)})
 def equalize(gray, method: str | None = "clahe", clip_limit: float = 2.0, tile_grid: int = 8) -> np.ndarray:
     """Histogram equalisation: ``"global"`` (``cv2.equalizeHist``), ``"clahe"`` or ``None`` (unchanged)."""
     g = to_gray8(gray)
@@ -185,12 +212,11 @@ def equalize(gray, method: str | None = "clahe", clip_limit: float = 2.0, tile_g
     if method == "global":
         return cv2.equalizeHist(g)
     if method == "clahe":
-        if clip_limit <= 0 or tile_grid < 1:
-            raise ValueError("CLAHE needs clip_limit > 0 and tile_grid >= 1")
         return cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=(int(tile_grid),) * 2).apply(g)
     raise ValueError(f"unknown equalisation {method!r}; valid: global, clahe, none")
 
 
+@validate_params(CHAIN)
 def pipeline_steps(img, size=PAPER_SIZE, target_v: float = PAPER_TARGET_V, median_ksize: int = 3,
                    equalization: str | None = "clahe", contrast=(1.0, 99.0)) -> dict:
     """One image through every step; ``{step name: image}`` in order (for the figure)."""
@@ -204,12 +230,14 @@ def pipeline_steps(img, size=PAPER_SIZE, target_v: float = PAPER_TARGET_V, media
     return out
 
 
+@validate_params(CHAIN)
 def preprocess(img, size=PAPER_SIZE, target_v: float = PAPER_TARGET_V, median_ksize: int = 3,
                equalization: str | None = "clahe", contrast=(1.0, 99.0)) -> np.ndarray:
     """The whole chain for one image -> uint8 ``(height, width)`` (no brightness filter here)."""
     return list(pipeline_steps(img, size, target_v, median_ksize, equalization, contrast).values())[-1]
 
 
+@validate_params({**CHAIN, "max_v": Interval(float), "min_std": Interval(float, 0, None)})
 def preprocess_set(images, size=PAPER_SIZE, max_v: float = PAPER_MAX_V, target_v: float = PAPER_TARGET_V,
                    median_ksize: int = 3, equalization: str | None = "clahe", contrast=(1.0, 99.0),
                    min_std: float = 1.0):
@@ -262,6 +290,7 @@ def overview(images) -> pd.DataFrame:
     return c
 
 
+@validate_params({"plate_size": Interval(int, 1, None), "rng": np.random.Generator})
 def draw_plate(y, plate_size: int, rng: np.random.Generator) -> np.ndarray:
     """A screening "plate": ``plate_size`` indices drawn without replacement from ``y`` (0 / 1), stratified
     so that its share of positives is that of ``y`` (rounded), sorted. Draws the positives, then the
@@ -289,6 +318,7 @@ def brightness_features(images) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(BRIGHTNESS_FEATURES))
 
 
+@validate_params({"levels": Interval(int, 1, 256), "offsets": [tuple, list]})
 def glcm_features(gray, levels: int = 16, offsets=((0, 1), (1, 0), (1, 1), (1, -1))) -> dict:
     """Gray-level co-occurrence texture (symmetric, normalised, averaged over ``offsets``).
 
@@ -314,6 +344,7 @@ def glcm_features(gray, levels: int = 16, offsets=((0, 1), (1, 0), (1, 1), (1, -
             "glcm_correlation": float(((i - mu) * (j - mu) * P).sum() / var) if var > 0 else 1.0}
 
 
+@validate_params({"bins": Interval(int, 1, None)})
 def lbp_histogram(gray, bins: int = 8) -> dict:
     """Share of pixels per 8-neighbour local-binary-pattern 'number of brighter neighbours' (0..8), binned."""
     g = to_gray8(gray).astype(np.int16)
@@ -382,6 +413,7 @@ def handcrafted_features(gray_images) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@validate_params({"size": SIZE})
 def downsample(X, size) -> np.ndarray:
     """Resize a stack ``(n, H, W)`` of uint8 images to ``size = (height, width)`` (area interpolation)."""
     X = np.asarray(X)
@@ -390,6 +422,7 @@ def downsample(X, size) -> np.ndarray:
     return np.stack([resize(x, size) for x in X]) if len(X) else np.zeros((0, *size), np.uint8)
 
 
+@validate_params({"C": Interval(float, 0, None, closed="neither"), "seed": SEED})
 def feature_classifier(C: float = 1.0, seed: int = 0):
     """The non-deep baseline: standardise features, then L2 logistic regression (class-balanced)."""
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, class_weight="balanced",

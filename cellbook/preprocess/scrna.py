@@ -12,7 +12,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..validation import Interval, validate_params
 
+
+@validate_params({"target_sum": Interval(float, 0, None, closed="neither")})
 def log_normalize(X, target_sum: float = 1e4):
     """log1p of counts scaled to ``target_sum`` per cell (scanpy's normalize_total + log1p).
 
@@ -40,6 +43,7 @@ def _mean_var(X):
     return X.mean(axis=0), X.var(axis=0)
 
 
+@validate_params({"n_top": Interval(int, 0, None), "n_bins": Interval(int, 1, None)})
 def highly_variable(X_log, n_top: int = 2000, n_bins: int = 20) -> np.ndarray:
     """Indices of the ``n_top`` most variable genes of log-normalised data.
 
@@ -62,12 +66,14 @@ def highly_variable(X_log, n_top: int = 2000, n_bins: int = 20) -> np.ndarray:
     return np.sort(np.argsort(-z, kind="stable")[:n_top])
 
 
+@validate_params({"min_cells": Interval(int, 0, None)})
 def genes_detected(X, min_cells: int = 1) -> np.ndarray:
     """Boolean mask of genes with a non-zero count in at least ``min_cells`` cells."""
     nz = (X > 0).sum(axis=0) if not sp.issparse(X) else (X > 0).sum(axis=0)
     return np.asarray(nz).ravel() >= int(min_cells)
 
 
+@validate_params({"layer": [None, str], "what": str})
 def matrix_and_names(X, gene_names=None, layer: str | None = "counts", what: str = "X"):
     """``(matrix, gene names or None)`` from an AnnData, a DataFrame or a matrix (+ ``gene_names``).
 
@@ -93,12 +99,14 @@ def matrix_and_names(X, gene_names=None, layer: str | None = "counts", what: str
     return X, gene_names
 
 
+@validate_params({"what": str, "min_overlap": Interval(float, 0, 1), "stacklevel": Interval(int, 1, None)})
 def align_genes(X, names, target, what: str = "X", min_overlap: float = 0.5, stacklevel: int = 3):
     """Columns of ``X`` (cells x genes named ``names``) rearranged to the genes ``target``, by name.
 
     Returns ``(CSR float32 of shape (cells, len(target)), number of target genes found)``.  Target genes
     missing from ``names`` are zero columns (counted in a warning); fewer than ``min_overlap`` of them
-    present, or duplicated ``names``, is a ``ValueError``.
+    present, or duplicated ``names``, is a ``ValueError``.  ``stacklevel`` is that of the
+    warning, counted as if ``warnings.warn`` were called here (2: the caller of this function).
     """
     names = pd.Index(list(map(str, names)))
     if not names.is_unique:
@@ -118,7 +126,7 @@ def align_genes(X, names, target, what: str = "X", min_overlap: float = 0.5, sta
         missing = [g for g, ok in zip(target, present) if not ok]
         warnings.warn(f"{n_model - n_found} of the model's {n_model} genes are missing from {what} "
                       f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); they are filled with zeros",
-                      UserWarning, stacklevel=stacklevel)
+                      UserWarning, stacklevel=stacklevel + 1)   # + 1: the frame of validate_params' check
     X = sp.csr_matrix(X)
     sel = X[:, pos[present]].tocoo()
     cols = np.flatnonzero(present)[sel.col]

@@ -47,16 +47,21 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from ..parallel import map_tasks
-from ..splits import grouped_folds
+from ..splits import SEED, grouped_folds
+from ..validation import Interval, Options, validate_params
 
 DEFAULT_SCALES = (1.0, 2.0, 4.0)
+WS = Interval(int, 1, None)                  # and odd (checked by the functions)
+SSCD = {"patch_radius": Interval(int, 0, None), "spatial_weight": Interval(float, 0, None)}
 
 
+@validate_params({"scales": [tuple, list]})
 def band_names(scales=DEFAULT_SCALES) -> list[str]:
     return (["intensity"] + [f"gauss_s{s:g}" for s in scales] + [f"log_s{s:g}" for s in scales]
             + [f"gradmag_s{s:g}" for s in scales])
 
 
+@validate_params({"scales": [tuple, list], "standardize": bool})
 def spectral_stack(gray, scales=DEFAULT_SCALES, standardize: bool = False) -> np.ndarray:
     """The per-pixel "spectrum": ``(H, W, B)`` float32 filter responses (see the module docstring)."""
     g = np.asarray(gray)
@@ -82,6 +87,7 @@ def spectral_stack(gray, scales=DEFAULT_SCALES, standardize: bool = False) -> np
     return st
 
 
+@validate_params({"scales": [tuple, list]})
 def stack_images(X, scales=DEFAULT_SCALES) -> np.ndarray:
     """Spectral stacks of a batch ``(n, H, W)`` -> ``(n, B, H, W)`` float32 (channels first, for CNNs)."""
     X = np.asarray(X)
@@ -111,6 +117,7 @@ def _pad(stack: np.ndarray, pad: int) -> np.ndarray:
     return np.pad(stack, ((pad, pad), (pad, pad), (0, 0)), mode=mode)
 
 
+@validate_params({"ws": WS, **SSCD})
 def sscd(stack, ci, cj, ws: int = 9, patch_radius: int = 1, spatial_weight: float = 0.5) -> float:
     """Spatial-spectral combined distance ``D(i, j)`` between pixels at ``ci`` and ``cj`` (row, col).
 
@@ -132,6 +139,7 @@ def sscd(stack, ci, cj, ws: int = 9, patch_radius: int = 1, spatial_weight: floa
     return float(spec + spatial_weight * np.linalg.norm(c[0] - c[1]) / r)
 
 
+@validate_params({"ws": WS, "k": Interval(int, 0, None), **SSCD})
 def select_ssn(stack, centers, ws: int, k: int, patch_radius: int = 1, spatial_weight: float = 0.5):
     """The ``k`` spatial-spectral neighbours of each centre pixel within its ``ws x ws`` window.
 
@@ -140,8 +148,6 @@ def select_ssn(stack, centers, ws: int, k: int, patch_radius: int = 1, spatial_w
     nearest first.
     """
     _check_ws(ws)
-    if int(k) != k or k < 0:
-        raise ValueError(f"number of SSNs must be a non-negative integer, not {k}")
     stack = np.asarray(stack, dtype=np.float32)
     if stack.ndim == 2:
         stack = stack[:, :, None]
@@ -181,6 +187,7 @@ def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(m >= n, period - m, m)
 
 
+@validate_params({"ws": WS, "k": Interval(int, 0, None), **SSCD})
 def enlarge(stack, centers, labels, ws: int, k: int, patch_radius: int = 1, spatial_weight: float = 0.5):
     """Training set of the centre pixels plus their SSNs: ``(features (m, B), labels (m,), origin (m,))``.
 
@@ -201,6 +208,7 @@ def enlarge(stack, centers, labels, ws: int, k: int, patch_radius: int = 1, spat
     return np.concatenate(feats), np.concatenate(lab), np.concatenate(origin)
 
 
+@validate_params({"n": Interval(int, 0, None), "rng": np.random.Generator, "margin": Interval(int, 0, None)})
 def sample_pixels(shape, n: int, rng: np.random.Generator, margin: int = 0) -> np.ndarray:
     """``n`` distinct random pixel coordinates (row, col) at least ``margin`` px from the border."""
     h, w = shape[:2]
@@ -211,6 +219,8 @@ def sample_pixels(shape, n: int, rng: np.random.Generator, margin: int = 0) -> n
     return np.stack([ys[flat // len(xs)], xs[flat % len(xs)]], axis=1)
 
 
+@validate_params({"ws_values": [tuple, list], "ssn_values": [tuple, list], "n_pixels": Interval(int, 1, None),
+                  "n_splits": Interval(int, 2, None), **SSCD, "classifier": Options("qda", "logreg"), "seed": SEED})
 def ssn_grid(stacks, labels, groups, ws_values=(1, 3, 5, 7, 9, 11, 13), ssn_values=(2, 4, 6, 8, 10, 12, 14, 16),
              n_pixels: int = 64, n_splits: int = 4, patch_radius: int = 1, spatial_weight: float = 0.5,
              classifier: str = "qda", seed: int = 0) -> pd.DataFrame:
@@ -222,9 +232,6 @@ def ssn_grid(stacks, labels, groups, ws_values=(1, 3, 5, 7, 9, 11, 13), ssn_valu
     standardised spectra; each test image scored by the mean probability over ``n_pixels`` of its
     pixels.  Returns one row per (ws, ssn, fold) with per-image ``accuracy`` and ``n_train_pixels``.
     """
-    if classifier not in ("qda", "logreg"):
-        raise ValueError(f"unknown pixel classifier {classifier!r}; valid: qda, logreg")
-
     stacks = np.asarray(stacks, dtype=np.float32)
     labels, groups = np.asarray(labels), np.asarray(groups)
     if stacks.ndim != 4 or len(stacks) != len(labels) or len(labels) != len(groups):
