@@ -71,10 +71,21 @@ class Options:
         self.values = values
 
     def holds(self, value) -> bool:
-        return any(value is v or (type(value) is type(v) and value == v) for v in self.values)
+        return any(value is v or (_kind(value) == _kind(v) and value == v) for v in self.values)
 
     def describe(self) -> str:
         return "one of " + ", ".join(repr(v) for v in self.values)
+
+
+def _kind(value):
+    """What an option is compared as: a NumPy string or bool equals the Python one, ``1`` is not ``True``."""
+    if isinstance(value, bool) or type(value).__name__ in ("bool_", "bool"):
+        return "bool"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, numbers.Number):
+        return "number"
+    return type(value)
 
 
 _TYPE_NAMES = {bool: "True or False", str: "text", dict: "a dict", list: "a list", callable: "a callable"}

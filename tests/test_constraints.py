@@ -226,3 +226,11 @@ def test_an_image_folder_without_groups_warns_at_the_caller(tmp_path):
         (tmp_path / cls).mkdir()
         cv2.imwrite(str(tmp_path / cls / "f1_t1.png"), np.full((4, 4), 100, np.uint8))
     _warned_here(lambda: image_data.image_folder(tmp_path))
+
+
+def test_numpy_text_and_bools_count_as_their_python_values():
+    """An option read from an AnnData column or a NumPy array (``np.str_``, ``np.bool_``) is accepted."""
+    from cellbook.validation import Options
+
+    assert Options("clahe", None).holds(np.str_("clahe")) and Options(True, False).holds(np.bool_(True))
+    assert not Options(1, 2).holds(True) and not Options(True).holds(1)     # 1 is not True, True is not 1

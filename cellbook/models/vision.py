@@ -249,10 +249,10 @@ def fit_tasks(splits, inputs: dict, *, seed: int, widths=None, by: str = "repeat
     ``splits``: dicts with ``train`` and ``test`` (indices) and ``by`` (the repeat or fold number), or
     ``(train, test)`` pairs (the folds of :func:`cellbook.splits.grouped_folds`), numbered by their position;
     ``inputs``: ``{model: X}`` in the order to fit, a CNN of :data:`MODELS` with its image stacks or a
-    feature baseline (any other name) with its features. A CNN is seeded with ``seed + split[by]`` (a new
-    initialisation per repeat), a feature baseline with ``seed``. ``widths``: the CNNs' stage widths, one
-    sequence for every model or ``{model: widths}`` (a model not in it gets ``()``). ``common``: the other
-    arguments (``labels``, ``epochs``, ``device``, ...), the same for every fit.
+    feature baseline (:data:`cellbook.sweeps.FEATURE_BASELINES`) with its features. A CNN is seeded with
+    ``seed + split[by]`` (a new initialisation per repeat), a feature baseline with ``seed``. ``widths``: the
+    CNNs' stage widths, one sequence for every model or ``{model: widths}`` (a model not in it gets ``()``).
+    ``common``: the other arguments (``labels``, ``epochs``, ``device``, ...), the same for every fit.
 
     Returns ``(meta, tasks)``: ``meta[i] = (split, model)`` is what ``tasks[i]`` fits; splits in the outer
     loop, models in the inner one.
