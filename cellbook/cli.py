@@ -7,6 +7,7 @@
     cellbook data list | fetch NAME | verify NAME | where NAME   # datasets
     cellbook annotate query.h5ad --model model.cbm -o out.h5ad [--majority-voting] [--threshold 0.5]
     cellbook annotate query.h5ad --reference ref.h5ad --label-key cell_type --model-out model.cbm -o out.h5ad
+    cellbook annotate query.h5ad --reference vangalen2019_bm_seqwell -o out.h5ad   # a dataset of `data list`
 
 Each sub-command imports its implementation when it runs (:mod:`cellbook.runner`,
 :mod:`cellbook.datasets.cache`, :mod:`cellbook.annotation`), so ``cellbook --help`` and
@@ -217,8 +218,8 @@ def _cli_layer(adata, layer: str | None, path) -> str | None:
 
 def _check_annotate_args(args) -> Path:
     if (args.model is None) == (args.reference is None):
-        raise ValueError("give either --model MODEL.cbm (a saved model) or --reference REF.h5ad (labelled cells to "
-                         "train on), not both or neither")
+        raise ValueError("give either --model MODEL.cbm (a saved model) or --reference REF.h5ad|DATASET (labelled "
+                         "cells to train on), not both or neither")
     if args.reference is None:
         given = [o for o, v in (("--method", args.method), ("--model-out", args.model_out), ("-p", args.param),
                                 ("--label-key", args.label_key)) if v]
@@ -235,16 +236,17 @@ def _check_annotate_args(args) -> Path:
 
 
 def _annotate_model(args, query):
-    """The model: trained on ``--reference`` (on the genes it shares with the query), or read from ``--model``."""
-    from .annotation import ARCHITECTURES, fit_reference, load_model
-    from .datasets.scrna import read_h5ad
+    """The model: trained on ``--reference`` (an .h5ad file or a dataset name; on the genes it shares with the
+    query), or read from ``--model``."""
+    from .annotation import ARCHITECTURES, fit_reference, load_model, load_reference
+    from .annotation._reference import _note_reference
     from .runner import parse_overrides
 
     if args.reference is None:
         return load_model(args.model, device=args.device, trusted=args.trusted), f"from {args.model}"
     params = parse_overrides(args.param)
-    ref = read_h5ad(args.reference, "reference")
-    ref_layer = _cli_layer(ref, args.layer, args.reference)
+    ref, name = load_reference(args.reference)
+    ref_layer = _cli_layer(ref, args.layer, name)
     if args.progress and sys.stderr.isatty() and "progress" not in params and args.method in ARCHITECTURES:
         params["progress"] = True
     try:
@@ -252,8 +254,8 @@ def _annotate_model(args, query):
                               label_key=args.label_key or "cell_type", layer=ref_layer, params=params,
                               seed=args.seed, device=args.device)
     except ValueError as err:
-        raise ValueError(f"{args.reference}: {err}") from None
-    return model, f"trained on {ref.n_obs} cells of {args.reference}"
+        raise ValueError(f"{name}: {err}") from None
+    return _note_reference(model, name), f"trained on {ref.n_obs} cells of {name}"
 
 
 def _cmd_annotate(args) -> int:
@@ -313,17 +315,26 @@ def _add_annotate_parser(sub) -> None:
     p.add_argument("--trusted", action="store_true",
                    help="read a --model file of an older cellbook that holds a pickle (which can run any code): "
                         "only for a file from a source you trust")
-    p.add_argument("--reference", help="labelled cells (.h5ad) to train a model on, on the genes shared with QUERY")
+    p.add_argument("--reference", metavar="REF.h5ad|DATASET",
+                   help="labelled cells to train a model on, on the genes shared with QUERY: an .h5ad file, or "
+                        "the name of a single-cell dataset of `cellbook data list` (e.g. vangalen2019_bm_seqwell; "
+                        "an existing file of that name wins)")
     p.add_argument("--label-key", help="reference obs column with the labels (default: cell_type)")
-    p.add_argument("--method", help="model to train on --reference: logreg (default: tuned logistic regression), "
-                                     "logreg_scaled, gbm, celltypist, knn, mlp, cnn, lstm, lstm_att")
+    p.add_argument("--method", help="model to train on --reference, as spelt here (lower case): logreg (default: "
+                                     "tuned logistic regression), logreg_scaled, gbm, celltypist, knn, mlp, cnn, "
+                                     "lstm, lstm_att")
     p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
                    help="a parameter of the model trained on --reference (repeatable), e.g. -p max_epochs=5")
     p.add_argument("--model-out", help="save the model trained on --reference to this file (e.g. model.cbm)")
     p.add_argument("--majority-voting", action="store_true", help="over-cluster QUERY; each cluster takes its "
                                                                   "majority label (KEY_majority_voting)")
     p.add_argument("--resolution", type=float, help="over-clustering resolution (default: from the number of cells)")
-    p.add_argument("--threshold", type=float, help="cells whose top probability is below this are 'Unassigned'")
+    p.add_argument("--threshold", type=float,
+                   help="cells whose top probability is below this are 'Unassigned' (default: none). It is the "
+                        "probability of the fine label (the predicted type), not of its lineage: a cell whose "
+                        "probability is split between close types, e.g. T 0.45, CTL 0.35, NK 0.20, is "
+                        "Unassigned at 0.5 although its lineage (T/NK) is clear. To compare lineages, map the "
+                        "labels afterwards with cellbook.annotation.to_lineage")
     p.add_argument("--layer", help="layer of raw counts (default: 'counts' when present, else X)")
     p.add_argument("--key", default="predicted_cell_type", help="obs column for the labels (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for training and over-clustering (default: 0)")

@@ -33,7 +33,7 @@ from ._classifier import (
     CellTypeClassifier,
     build_model,
 )
-from ._data import MIN_SHARED_GENES, shared_genes
+from ._data import MIN_SHARED_GENES, REFERENCE_DATASETS, load_reference, shared_genes
 from ._file_format import MODEL_FORMAT, MODEL_FORMAT_VERSION
 from ._lineage import LINEAGE_RULES_GSE194122, LINEAGES_VANGALEN, to_lineage
 from ._model_files import load_model, save_model
@@ -41,9 +41,9 @@ from ._reference import METHODS, fit_reference, make_model
 from ._voting import HETEROGENEOUS, default_resolution, majority_vote, over_cluster
 
 __all__ = [
-    "ARCHITECTURES", "ENSEMBLES", "HETEROGENEOUS", "LINEAGES_VANGALEN", "LINEAGE_RULES_GSE194122", "METHODS",
-    "MIN_SHARED_GENES", "MODEL_FORMAT", "MODEL_FORMAT_VERSION", "PAPER_TRAINING", "TRAINER_PARAMS", "TRANSFORMS",
-    "UNASSIGNED", "CellTypeClassifier", "annotate", "build_model", "default_resolution", "fit_reference",
-    "load_model", "majority_vote", "make_model", "over_cluster", "save_model", "shared_genes", "summary",
-    "to_lineage",
+    "ARCHITECTURES", "CellTypeClassifier", "ENSEMBLES", "HETEROGENEOUS", "LINEAGES_VANGALEN",
+    "LINEAGE_RULES_GSE194122", "METHODS", "MIN_SHARED_GENES", "MODEL_FORMAT", "MODEL_FORMAT_VERSION",
+    "PAPER_TRAINING", "REFERENCE_DATASETS", "TRAINER_PARAMS", "TRANSFORMS", "UNASSIGNED", "annotate",
+    "build_model", "default_resolution", "fit_reference", "load_model", "load_reference", "majority_vote",
+    "make_model", "over_cluster", "save_model", "shared_genes", "summary", "to_lineage",
 ]

@@ -88,6 +88,9 @@ def _resolve_model(model, reference, genes, *, label_key, layer, min_shared_gene
         if isinstance(model, str) and model in METHODS:
             raise ValueError(f"model={model!r} is a method name: give the labelled cells to train it on with "
                              f"reference=..., or pass a fitted model or a model file")
+        if isinstance(model, str) and model.strip().lower() in METHODS and not Path(model).exists():
+            raise ValueError(f"model={model!r} is no model file, and method names are lower case (valid: "
+                             f"{', '.join(METHODS)}); a method is trained with reference=...")
         return load_model(model, device=device), {"source": "model file", "model_file": str(model)}
     if not isinstance(model, CellTypeClassifier) and not hasattr(model, "predict_proba"):
         raise ValueError(f"model must be a fitted cellbook CellTypeClassifier, a fitted classifier with "
@@ -122,10 +125,11 @@ def annotate(adata, model=None, key_added: str = "predicted_cell_type", layer: s
       and gene names (``feature_names_in_``; e.g. the baselines in :mod:`cellbook.baselines`);
     * a model file written by :func:`save_model` (read with :func:`load_model` on ``device``: no code
       runs; for an older file holding a pickle, pass ``load_model(path, trusted=True)`` if you trust it);
-    * with ``reference=`` (an AnnData of labelled cells, labels in ``obs[label_key]``): a method name
-      (:data:`METHODS`, default ``"logreg"``; ``params`` go to its constructor, see :func:`make_model`)
-      or an unfitted estimator, trained here by :func:`fit_reference` on the genes ``adata`` shares with
-      the reference (at least ``min_shared_genes``), with ``seed``.
+    * with ``reference=`` (labelled cells, labels in ``obs[label_key]``: an AnnData, an .h5ad file or a
+      registered single-cell dataset's name, e.g. ``"vangalen2019_bm_seqwell"``; a file wins over a name):
+      a method name (:data:`METHODS`, spelt exactly, default ``"logreg"``; ``params`` go to its constructor,
+      see :func:`make_model`) or an unfitted estimator, trained here by :func:`fit_reference` on the genes
+      ``adata`` shares with the reference (at least ``min_shared_genes``), with ``seed``.
 
     Genes are matched by name.  Model genes missing from ``adata`` are filled with zeros and counted in
     a warning; if fewer than ``min_overlap`` (a share of the model's genes) are present, a ``ValueError``
@@ -134,7 +138,10 @@ def annotate(adata, model=None, key_added: str = "predicted_cell_type", layer: s
 
     Writes ``obs[key_added]`` (label), ``obs[key_added + "_confidence"]`` (the top class probability) and
     ``uns[key_added]`` (model, genes found / missing, cells unassigned, how the model was had).
-    ``threshold``: cells whose confidence is below it are labelled ``"Unassigned"`` (``None``: none).
+    ``threshold``: cells whose confidence is below it are ``"Unassigned"`` (``None``: none).  It is the
+    probability of the fine label, not of its lineage: a cell split between close types (T 0.45, CTL 0.35,
+    NK 0.20) is ``"Unassigned"`` at 0.5 although its lineage (T/NK) is clear; no lineage-level confidence
+    is computed (for a coarse view, map the labels to lineages with :func:`to_lineage`).
     ``majority_voting``: the cells are over-clustered (:func:`over_cluster` with ``resolution``,
     ``cluster_method`` and ``seed``; or ``over_clustering``, an ``obs`` column name or one cluster id per
     cell, which turns majority voting on) and every cell of a cluster gets the cluster's majority label
@@ -155,19 +162,26 @@ def annotate(adata, model=None, key_added: str = "predicted_cell_type", layer: s
     if copy:
         adata = adata.copy()
     labels, conf, categories = _write_labels(adata, key_added, model, proba, threshold)
-    info = {"model": _model_name(model), "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-            "n_cells": int(adata.n_obs), "n_genes_model": int(n_model), "n_genes_found": int(n_found),
-            "n_genes_missing": int(n_model - n_found), "n_genes_query": len(names),
-            "layer": layer if uses_layer else "X", "threshold": None if threshold is None else float(threshold),
-            "n_unassigned": int((labels == UNASSIGNED).sum()) if threshold is not None else 0,
-            "majority_voting": bool(majority_voting), **source,
-            "training": _jsonable(_training_info(model))[0]}
+    info = _annotation_info(model, labels, n_found, n_model, len(names), layer=layer if uses_layer else "X",
+                            threshold=threshold, majority_voting=majority_voting, source=source)
     if majority_voting:
         info["over_clustering"] = _write_majority_vote(adata, key_added, X, labels, conf, clusters, categories,
                                                        min_prop, resolution=resolution, method=cluster_method,
                                                        seed=seed)
     adata.uns[key_added] = _h5_safe(info)
     return adata
+
+
+def _annotation_info(model, labels, n_found: int, n_model: int, n_query: int, *, layer: str, threshold,
+                     majority_voting: bool, source: dict) -> dict:
+    """What annotate records in ``uns[key_added]`` (the over-clustering is added after)."""
+    return {"model": _model_name(model), "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "n_cells": len(labels), "n_genes_model": int(n_model), "n_genes_found": int(n_found),
+            "n_genes_missing": int(n_model - n_found), "n_genes_query": int(n_query),
+            "layer": layer, "threshold": None if threshold is None else float(threshold),
+            "n_unassigned": int((labels == UNASSIGNED).sum()) if threshold is not None else 0,
+            "majority_voting": bool(majority_voting), **source,
+            "training": _jsonable(_training_info(model))[0]}
 
 
 def _check_annotate_args(adata, key_added: str) -> None:

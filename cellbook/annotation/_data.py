@@ -1,16 +1,24 @@
 """Count matrices and labelled references: the checks every entry point of :mod:`cellbook.annotation` shares."""
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..datasets.scrna import check_counts
+from ..datasets.registry import REGISTRY
+from ..datasets.scrna import LOADERS, check_counts, read_h5ad
 from ..splits import as_labels
 
 MIN_SHARED_GENES = 50              # fewest genes a reference and a query must share to train on them
+# The registered single-cell datasets a reference can be named by: registry name -> its loader in
+# cellbook.datasets.scrna.LOADERS (raw counts, labels in obs["cell_type"]).
+REFERENCE_DATASETS = {"vangalen2019_bm_seqwell": "vangalen2019", "gse194122_cite": "gse194122_cite",
+                      "gse194122_multiome": "gse194122_multiome", "neurips2021_bmmc_cite_starter": "gse194122_starter",
+                      "pbmc10k_multiome": "pbmc10k_multiome"}
 
 
 def _counts_matrix(X, what="counts"):
@@ -23,6 +31,34 @@ def _counts_matrix(X, what="counts"):
         raise ValueError(f"{what}: empty matrix of shape {X.shape}")
     check_counts(X, what)
     return sp.csr_matrix(X, dtype=np.float32)
+
+
+def load_reference(reference, what: str = "reference"):
+    """``(AnnData, name)`` of a reference given as an AnnData (name ``None``), an .h5ad file or a dataset name.
+
+    An existing file wins over a dataset name.  A name is one of :data:`REFERENCE_DATASETS` (the registered
+    single-cell datasets, see ``cellbook data list``), read by its loader; a registered dataset that is not
+    labelled single cells (images, bulk samples, gene sets) is a ``ValueError``, one that is not here yet
+    the registry's :class:`~cellbook.datasets.DatasetNotFoundError` (it names ``cellbook data fetch NAME``),
+    and a name that is neither a file nor a dataset a ``FileNotFoundError`` listing the datasets.
+    """
+    if not isinstance(reference, (str, os.PathLike)):
+        return reference, None
+    name = os.fspath(reference)
+    if Path(name).is_file():
+        return read_h5ad(name, what), name
+    usable = ", ".join(REFERENCE_DATASETS)
+    if name in REFERENCE_DATASETS:
+        return LOADERS[REFERENCE_DATASETS[name]](path=None), name
+    if name in REGISTRY:
+        raise ValueError(f"{what} {name!r} is a registered dataset ({REGISTRY[name].title}) but not labelled single "
+                         f"cells; a reference is an AnnData of labelled cells (raw counts): an .h5ad file, or one "
+                         f"of the single-cell (scRNA-seq) datasets {usable}")
+    what_it_is = ("is a folder, not a file, and not a registered dataset name" if Path(name).is_dir()
+                  else "is neither a file nor a registered dataset name")
+    raise FileNotFoundError(f"{what} {name!r} {what_it_is}; give an .h5ad file of "
+                            f"labelled cells (raw counts) or one of the single-cell datasets {usable} (their "
+                            f"status: `cellbook data list`)")
 
 
 def _check_reference(adata, label_key: str, what: str = "reference"):

@@ -15,7 +15,7 @@ from ..baselines import (
 from ..splits import SEED
 from ..validation import Interval, validate_params
 from ._classifier import ARCHITECTURES, CellTypeClassifier
-from ._data import MIN_SHARED_GENES, _check_reference, _counts_matrix, _reference_data
+from ._data import MIN_SHARED_GENES, _check_reference, _counts_matrix, _reference_data, load_reference
 
 # Method names that annotate / fit_reference / `cellbook annotate --method` train on a reference.
 METHODS = ("logreg", "logreg_scaled", "gbm", "celltypist", "knn", *ARCHITECTURES)
@@ -46,8 +46,10 @@ def make_model(method: str, seed: int = 0, device: str = "auto", **params):
     ``params`` go to its constructor (for the deep ones also the training settings, e.g. ``max_epochs=5``); an
     unknown one is a ``ValueError`` listing the valid ones.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    if method not in METHODS:   # exact names only: "LOGREG" or "Mlp" is refused, with the valid ones
+        near = [m for m in METHODS if isinstance(method, str) and m == method.strip().lower()]
+        hint = f" (method names are lower case: {near[0]!r})" if near else ""
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}{hint}")
     valid = _estimator_params(method)
     unknown = sorted(set(params) - valid)
     if unknown:
@@ -73,8 +75,10 @@ def _estimator(model, params, seed: int, device: str):
 def fit_reference(reference, model="logreg", *, genes: Sequence[str] | None = None, label_key: str = "cell_type",
                   layer: str | None = "counts", min_shared_genes: int = MIN_SHARED_GENES, params: dict | None = None,
                   seed: int = 0, device: str = "auto"):
-    """Train a classifier on a labelled reference AnnData, on the genes it shares with ``genes``.
+    """Train a classifier on a labelled reference, on the genes it shares with ``genes``.
 
+    ``reference``: an AnnData, an .h5ad file or the name of a registered single-cell dataset (e.g.
+    ``"vangalen2019_bm_seqwell"``; an existing file of that name wins), see :func:`load_reference`.
     ``model``: a method name (:data:`METHODS`, built by :func:`make_model` with ``params``, ``seed`` and
     ``device``) or an estimator to fit (a :class:`CellTypeClassifier` or anything with
     ``fit(X, y, gene_names=...)``, ``predict_proba`` and ``classes_``; it is (re)fitted).
@@ -82,13 +86,16 @@ def fit_reference(reference, model="logreg", *, genes: Sequence[str] | None = No
     selection (see :func:`shared_genes`; ``None``: all the reference's genes).  Counts come from
     ``layers[layer]`` (else ``X``), labels from ``obs[label_key]``.  Returns the fitted model; its
     ``training_`` (:class:`CellTypeClassifier`) or ``cellbook_training_`` (others) records the
-    training cells, label key, date and gene counts (saved with the model).
+    training cells, label key, date and gene counts, and the file or dataset name of a reference given
+    by one (saved with the model).
     """
-    _check_reference(reference, label_key)
     est = _estimator(model, params, seed, device)
+    reference, name = load_reference(reference)
+    _check_reference(reference, label_key)
     if isinstance(est, CellTypeClassifier):
-        return est.fit_adata(reference, label_key=label_key, layer=layer, genes=genes,
-                             min_shared_genes=min_shared_genes)
+        fitted = est.fit_adata(reference, label_key=label_key, layer=layer, genes=genes,
+                               min_shared_genes=min_shared_genes)
+        return _note_reference(fitted, name)
     if not (hasattr(est, "fit") and hasattr(est, "predict_proba")):
         raise ValueError(f"model must be a method name ({', '.join(METHODS)}) or an estimator with fit and "
                          f"predict_proba (e.g. cellbook.baselines.HVGLogisticRegression()); got {type(est).__name__}")
@@ -104,4 +111,12 @@ def fit_reference(reference, model="logreg", *, genes: Sequence[str] | None = No
     est.cellbook_training_ = {"n_cells": int(X.shape[0]), "n_genes_in": int(X.shape[1]), "label_key": label_key,
                               "layer": layer if uses_layer else "X",
                               "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **shared}
-    return est
+    return _note_reference(est, name)
+
+
+def _note_reference(model, name: str | None):
+    """``model`` with the reference's file or dataset ``name`` added to its training record (when known)."""
+    info = getattr(model, "training_" if isinstance(model, CellTypeClassifier) else "cellbook_training_", None)
+    if name and isinstance(info, dict):
+        info["reference"] = str(name)
+    return model
