@@ -47,8 +47,11 @@ def code_size(architecture: str) -> int:
 
 
 # Part II ------------------------------------------------------------------------------------------------
-#: The feature baselines of Part II (standardised logistic regression on image features, one name per feature set).
-FEATURE_BASELINES = ("brightness only + LR", "hand-crafted + LR", "features + LR")
+#: The feature baselines of Part II (standardised logistic regression on image features, one name per feature set):
+#: brightness of the raw image (:func:`cellbook.preprocess.imaging.brightness_features`), hand-crafted morphology
+#: and texture (:func:`cellbook.preprocess.imaging.handcrafted_features`), any other features, and cell size beside
+#: brightness (:func:`cellbook.models.vision.size_brightness_features`).
+FEATURE_BASELINES = ("brightness only + LR", "hand-crafted + LR", "features + LR", "size + brightness + LR")
 #: Every model :func:`fit_image_model` fits: the CNNs of :data:`cellbook.models.vision.MODELS`, then the baselines.
 IMAGE_MODELS = (*MODELS, *FEATURE_BASELINES)
 

@@ -194,7 +194,7 @@ def test_a_loader_names_the_parameter_given_as_text():
 def test_numpy_numbers_and_lists_still_pass():
     a = scrna_data.synthetic_counts(n_cells=np.int64(30), n_genes=np.int64(40), n_types=2, seed=np.int64(1))
     assert a.shape == (30, 40)
-    assert imaging.resize(np.zeros((8, 8), np.uint8), [np.int64(4), 6]).shape == (4, 6)
+    assert imaging.resize(np.zeros((8, 12), np.uint8), [np.int64(4), 6]).shape == (4, 6)
     assert splits.stratified_split(["a", "b"] * 6, test_size=np.float64(0.5), seed=np.int32(0))[0].size == 6
 
 

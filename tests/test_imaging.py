@@ -81,7 +81,8 @@ def test_preprocess_set_counts_removed_images():
     colour16 = (rng.integers(0, 20000, size=(50, 30, 3))).astype(np.uint16)   # other size and depth
     white = np.full((30, 40), 255, np.uint8)                                   # all white: dropped
     flat = np.full((30, 40), 90, np.uint8)                                     # no contrast: dropped
-    X, keep, report = im.preprocess_set([normal, colour16, white, flat], size=(22, 30), median_ksize=3)
+    with pytest.warns(UserWarning, match="1 of 3 image"):     # 50 x 30 stretched to 22 x 30
+        X, keep, report = im.preprocess_set([normal, colour16, white, flat], size=(22, 30), median_ksize=3)
     assert X.shape == (2, 22, 30) and X.dtype == np.uint8
     assert keep.tolist() == [True, True, False, False]
     assert report["removed"].tolist() == [0, 1, 0, 1]

@@ -7,6 +7,7 @@ split must keep a group on one side), the file names, a :class:`DataInfo` for th
 JSON, and the files that were skipped with the reason.
 
     ims = image_folder("path/to/folders")        # one sub-folder per class
+    ims = image_folder("crops", groups="donor")  # crops/metadata.csv: file, label, donor
     ims = stemcell_passage()                     # 152 tiles, groups = source_image
     ims = hek293a_ht1080()                       # 200 crops, groups = source_frame
     ims = load_images("stemcell_passage_phase", fallback="synthetic")
@@ -141,8 +142,12 @@ def _read_many(root: Path, rel_files: list[str], stacklevel: int = 3):
     return images, kept, skipped
 
 
-def _groups_for(files: list[str], rule, root: Path) -> tuple[list[str], str]:
-    """One group per file from ``rule`` (see :func:`image_folder`); and a note saying how they were made."""
+def _groups_for(files: list[str], rule, root: Path, table: Path | None = None,
+                meta: pd.DataFrame | None = None) -> tuple[list[str], str]:
+    """One group per file from ``rule`` (see :func:`image_folder`), and a note saying how they were made
+    (``table``, ``meta``: the metadata table and its rows, whose columns the messages name)."""
+    columns = "" if meta is None else (f"; or name a column of {table.name} (columns: "
+                                       f"{', '.join(map(str, meta.columns))})")
     if rule is None:
         groups = [str(Path(f).with_suffix("")) for f in files]
         note = ("EACH IMAGE IS ITS OWN GROUP (no groups= given): grouped splits cannot keep images of one frame "
@@ -150,7 +155,7 @@ def _groups_for(files: list[str], rule, root: Path) -> tuple[list[str], str]:
         warnings.warn(f"image_folder({root}): no groups= given, so each of the {len(files)} images is its own group; "
                       f"grouped splits then cannot keep crops of one frame / cells of one donor on one side and "
                       f"scores are inflated if images share a source. Pass groups='from_filename', a regex, a "
-                      f"function of the file path, or a mapping file -> group", UserWarning, stacklevel=4)
+                      f"function of the file path, or a mapping file -> group{columns}", UserWarning, stacklevel=4)
         return groups, note
     if callable(rule):
         groups, note = [rule(f) for f in files], "groups from a function of the file path"
@@ -160,7 +165,7 @@ def _groups_for(files: list[str], rule, root: Path) -> tuple[list[str], str]:
             rx = re.compile(pattern)
         except re.error as err:
             raise ValueError(f"groups='{rule}' is not 'from_filename' nor a valid regular expression ({err}); "
-                             f"e.g. groups=r'(frame\\d+)'") from None
+                             f"e.g. groups=r'(frame\\d+)'{columns}") from None
         groups, bad = [], []
         for f in files:
             m = rx.search(Path(f).stem)
@@ -174,7 +179,7 @@ def _groups_for(files: list[str], rule, root: Path) -> tuple[list[str], str]:
                     else f"the regex '{rule}'")
             raise ValueError(f"groups='{rule}': {len(bad)} file name(s) do not fit {what}: {', '.join(bad[:5])}"
                              f"{' ...' if len(bad) > 5 else ''}; rename them, or pass another regex, a function "
-                             f"or a mapping file -> group")
+                             f"or a mapping file -> group{columns}")
         note = f"groups from the file names ({'rule from_filename' if rule == 'from_filename' else 'regex ' + rule})"
     elif hasattr(rule, "get"):
         groups, bad = [], []
@@ -194,42 +199,91 @@ def _groups_for(files: list[str], rule, root: Path) -> tuple[list[str], str]:
 
 
 @validate_params({"path": PATH, "extensions": [tuple, list, set, frozenset], "min_classes": Interval(int, 1, None),
-                  "name": [None, str]})
+                  "name": [None, str], "metadata": OPTIONAL_PATH, "label": str})
 def image_folder(path: str | os.PathLike, extensions=IMAGE_EXTENSIONS, min_classes: int = 2,
-                 name: str | None = None, groups=None) -> ImageSet:
-    """Read a folder with one sub-folder per class (png / jpg / tif / bmp files inside).
+                 name: str | None = None, groups=None, metadata: str | os.PathLike | None = "metadata.csv",
+                 label: str = "label") -> ImageSet:
+    """Read a folder of images: listed in a metadata table, or one sub-folder per class.
+
+    ``metadata``: a CSV table, one row per image (a path relative to the folder, or absolute): column ``file``
+    holds the image paths relative to the folder, the column named by ``label`` the class, the column named
+    by ``groups`` (default: column ``group`` if there is one) the group, as in the registered datasets'
+    ``metadata.csv``.  By default ``metadata.csv`` is read when the folder has one, else the sub-folder-per-
+    class layout (``extensions`` applies there); ``None``: always sub-folders.  A listed file that does not
+    exist, a ``label`` that is no column and an empty label or group are errors; image files the table does
+    not list are not loaded (warned; ``ImageSet.unlisted``); ``ImageSet.meta`` holds the table's rows.
 
     - Unreadable or corrupt files are skipped and listed in ``ImageSet.skipped`` (with a warning);
-      no readable image at all is a ``ValueError``.
-    - Empty class folders (no readable image) are skipped with a warning.
+      no readable image at all is a ``ValueError``.  Empty class folders are skipped with a warning.
     - Fewer than ``min_classes`` non-empty classes is a ``ValueError`` (a classifier needs two).
     - Images may differ in size, channels and bit depth; :mod:`cellbook.preprocess.imaging`
       brings them to one 8-bit grayscale size.
 
-    ``groups`` says which images share a source (frame, well, donor), so that grouped splits keep
-    them on one side:
+    ``groups`` says which images share a source (frame, well, donor), so that grouped splits keep them on
+    one side.  A string that is a column of the metadata table is that column (``groups="donor"``): a
+    column name comes before every rule below.  Otherwise:
 
     - ``"from_filename"``: the file name up to its last ``_`` or ``-`` (``frame12_tile3.png`` -> ``frame12``);
     - any other string: a regular expression searched in the file name (without extension); its
       first capture group (or the whole match) is the group, e.g. ``r"(f\\d+)_c"``;
     - a function ``f(relative_path) -> group``; or a mapping from relative path, file name or stem to group;
-    - ``None`` (default): each image is its own group.  That is said loudly (a warning, and
-      ``info.note``), and the grouped splits of :mod:`cellbook.splits` warn about it again.
+    - ``None`` (default): the table's column ``group`` if it has one, else each image is its own group.  That
+      is said loudly (a warning, and ``info.note``), and the grouped splits of :mod:`cellbook.splits` warn again.
     """
     root = Path(path).expanduser()
     if not root.exists():
         raise FileNotFoundError(f"image folder {root} does not exist")
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; expected a folder with one sub-folder per class")
+    table = _metadata_path(root, metadata)
+    if table is None:
+        images, labels, files, skipped, empty = _class_folders(root, extensions)
+        meta, unlisted = None, []
+    else:
+        images, labels, files, skipped, meta, unlisted = _listed_images(root, table, label, groups)
+        empty = []
+    n_classes = len(set(labels))
+    if n_classes < min_classes:
+        raise ValueError(f"{root}: {n_classes} class(es) with readable images "
+                         f"({', '.join(sorted(map(str, set(labels)))) or 'none'}; empty: {', '.join(empty) or 'none'}"
+                         f"); at least {min_classes} are needed")
+    column = _group_column(meta, groups)
+    if column is None:
+        group_ids, group_note = _groups_for(files, groups, root, table, meta)
+    else:
+        group_ids, group_note = meta[column].tolist(), f"groups from column {column!r} of {table.name}"
+    info = DataInfo(name=name or root.name, title=f"image folder {root.name}", source=str(root), path=str(root),
+                    sha256=None if table is None else sha256sum(table), real=True,
+                    note=f"{len(images)} images, {n_classes} classes, {len(skipped)} unreadable skipped; {group_note}")
+    return ImageSet(images, np.array(labels), np.array(group_ids, dtype=object), files, info, skipped, meta,
+                    unlisted=unlisted)
+
+
+def _metadata_path(root: Path, metadata) -> Path | None:
+    """The metadata table to read (``None``: the sub-folder layout); a table named but missing is an error."""
+    if metadata is None:
+        return None
+    table = root / Path(metadata).expanduser()
+    if table.is_file():
+        return table
+    if str(metadata) == "metadata.csv":       # the default, and the folder has none: class sub-folders
+        return None
+    raise FileNotFoundError(f"image_folder: metadata={str(metadata)!r}: no table at {table} (give a path relative "
+                            f"to the image folder, or absolute); or pass metadata=None to read class sub-folders")
+
+
+def _class_folders(root: Path, extensions):
+    """Images, labels (sub-folder names), files, skipped files and empty classes of the sub-folder layout."""
     exts = tuple(e.lower() for e in extensions)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
-        raise ValueError(f"{root} has no class sub-folders; put the images of each class in their own "
-                         f"sub-folder (e.g. {root}/classA/*.png, {root}/classB/*.png)")
+        raise ValueError(f"{root} has no class sub-folders (and no metadata.csv); put the images of each class in "
+                         f"their own sub-folder (e.g. {root}/classA/*.png, {root}/classB/*.png), or list them in a "
+                         f"table with columns file, label (and group) and pass metadata=...")
     images, labels, files, skipped, empty = [], [], [], [], []
     for d in class_dirs:
         rel = sorted(str(p.relative_to(root)) for p in d.iterdir() if p.is_file() and p.suffix.lower() in exts)
-        ims, kept, skip = _read_many(root, rel, stacklevel=4)
+        ims, kept, skip = _read_many(root, rel, stacklevel=5)
         skipped += skip
         if not ims:
             empty.append(d.name)
@@ -238,19 +292,47 @@ def image_folder(path: str | os.PathLike, extensions=IMAGE_EXTENSIONS, min_class
         files += kept
         labels += [d.name] * len(ims)
     if empty:
-        warnings.warn(f"class folder(s) with no readable image skipped: {', '.join(empty)}", stacklevel=3)
+        warnings.warn(f"class folder(s) with no readable image skipped: {', '.join(empty)}", stacklevel=4)
     if not images:
         raise ValueError(_nothing_readable(root, skipped, exts))
-    n_classes = len(set(labels))
-    if n_classes < min_classes:
-        raise ValueError(f"{root}: {n_classes} class(es) with readable images "
-                         f"({', '.join(sorted(set(labels))) or 'none'}; empty: {', '.join(empty) or 'none'}); "
-                         f"at least {min_classes} are needed")
-    group_ids, group_note = _groups_for(files, groups, root)
-    info = DataInfo(name=name or root.name, title=f"image folder {root.name}", source=str(root), path=str(root),
-                    sha256=None, real=True, note=f"{len(images)} images, {n_classes} classes, "
-                                                 f"{len(skipped)} unreadable skipped; {group_note}")
-    return ImageSet(images, np.array(labels), np.array(group_ids, dtype=object), files, info, skipped)
+    return images, labels, files, skipped, empty
+
+
+def _listed_images(root: Path, table: Path, label: str, groups):
+    """Images, labels, files, skipped files, the table's rows of the images read and the unlisted image files."""
+    meta = _read_table(table, "image metadata")
+    if label not in meta.columns:
+        raise ValueError(f"image_folder: label={label!r} is not a column of {table}; its columns: "
+                         f"{', '.join(map(str, meta.columns))}; name the label column with label=... (or pass "
+                         f"metadata=None to read class sub-folders)")
+    meta = _check_metadata(meta, table, label, _group_column(meta, groups), caller="image_folder",
+                           remedy="pass metadata=None to read class sub-folders instead")
+    files = meta["file"].astype(str).tolist()
+    missing = [f for f in files if not (root / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"image_folder: {table.name} lists {len(missing)} file(s) that do not exist under "
+                                f"{root}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; its column "
+                                f"'file' holds paths relative to the image folder: fix them or delete those rows")
+    images, kept, skipped = _read_many(root, files, stacklevel=5)
+    if not images:
+        raise ValueError(_nothing_readable(root, skipped, IMAGE_EXTENSIONS).replace(
+            "image file(s)", f"image file(s) listed in {table.name}"))
+    unlisted = _unlisted_images(root, files)
+    if unlisted:
+        warnings.warn(f"image_folder: {len(unlisted)} image file(s) in {root} are not in {table.name} and are NOT "
+                      f"loaded: {', '.join(unlisted[:5])}{' ...' if len(unlisted) > 5 else ''}; add rows for them "
+                      f"or move them out (listed in ImageSet.unlisted)", UserWarning, stacklevel=4)
+    meta = meta.assign(file=files).set_index("file").loc[kept].reset_index()
+    return images, meta[label].tolist(), kept, skipped, meta, unlisted
+
+
+def _group_column(meta, groups) -> str | None:
+    """The metadata column that holds the groups: ``groups`` when it names one, else ``group`` by default."""
+    if meta is None:
+        return None
+    if isinstance(groups, str) and groups in meta.columns:
+        return groups
+    return "group" if groups is None and "group" in meta.columns else None
 
 
 def _nothing_readable(root: Path, skipped: list, exts) -> str:
@@ -263,18 +345,24 @@ def _nothing_readable(root: Path, skipped: list, exts) -> str:
 
 
 def _read_metadata(meta_path: Path, label_col: str, group_col: str) -> pd.DataFrame:
-    """metadata.csv, checked: readable, the needed columns, at least one row, no duplicated or empty file."""
+    """A registered dataset's metadata.csv, read and checked (:func:`_check_metadata`)."""
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} does not exist; a registered image dataset needs its metadata.csv "
                                 f"(file, label and group per image): download the dataset again")
-    meta = _read_table(meta_path, "image metadata")
-    missing = [c for c in ("file", label_col, group_col) if c not in meta.columns]
+    return _check_metadata(_read_table(meta_path, "image metadata"), meta_path, label_col, group_col)
+
+
+def _check_metadata(meta: pd.DataFrame, meta_path: Path, label_col: str, group_col: str | None, caller: str = "",
+                    remedy: str = "download the dataset again") -> pd.DataFrame:
+    """A metadata table, checked: the needed columns, at least one row, no duplicated or empty file, label or
+    group (``group_col`` None: no group column).  ``caller`` names the arguments in the messages."""
+    missing = [c for c in ("file", label_col, group_col) if c is not None and c not in meta.columns]
     if missing:
         raise ValueError(f"{meta_path}: column(s) {', '.join(missing)} missing; present: "
-                         f"{', '.join(map(str, meta.columns))}; fix the header (or download the dataset again)")
+                         f"{', '.join(map(str, meta.columns))}; fix the header (or {remedy})")
     if meta.empty:
         raise ValueError(f"{meta_path} has a header but no rows: it lists no image; write one row per image "
-                         f"(or download the dataset again)")
+                         f"(or {remedy})")
     lines = pd.Series(np.arange(len(meta)) + 2, index=meta.index)      # line numbers in the file (header = 1)
     check_missing(meta["file"].to_numpy(), f"{meta_path}: column 'file'", [f"line {n}" for n in lines], "rows",
                   "fill in the file name or delete those rows", kind="file name")
@@ -286,10 +374,12 @@ def _read_metadata(meta_path: Path, label_col: str, group_col: str) -> pd.DataFr
                          f"delete the duplicate rows (one row per image)")
     names = meta["file"].astype(str).tolist()
     fix = f"delete those rows of {meta_path} or fill in their {{}}"
-    check_missing(meta[label_col].to_numpy(), f"{meta_path}: column {label_col!r}", names, "images",
-                  fix.format("label"))
-    check_missing(meta[group_col].to_numpy(), f"{meta_path}: column {group_col!r}", names, "images",
-                  fix.format("group"), kind="group")
+    arg = (lambda name, col: f"{caller}({name}={col!r}): ") if caller else (lambda name, col: "")
+    check_missing(meta[label_col].to_numpy(), f"{arg('label', label_col)}{meta_path}: column {label_col!r}", names,
+                  "images", fix.format("label"))
+    if group_col is not None:
+        check_missing(meta[group_col].to_numpy(), f"{arg('groups', group_col)}{meta_path}: column {group_col!r}",
+                      names, "images", fix.format("group"), kind="group")
     return meta
 
 

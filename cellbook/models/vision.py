@@ -13,11 +13,13 @@ any ``H, W >= 8`` works (global average pooling before the classifier).
   on a 2x2 pooled map (Simonyan & Zisserman 2015, scaled down).
 
 :func:`build` makes one by name; :func:`count_macs` counts multiply-accumulates of one forward pass.
+:func:`size_brightness_features`: cell size beside brightness, the ``"size + brightness + LR"`` baseline's features.
 """
 from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -25,7 +27,7 @@ from torch import nn
 
 from ..config import seed_everything
 from ..metrics import classification, ttest
-from ..preprocess.imaging import brightness_features, downsample, handcrafted_features, preprocess_set
+from ..preprocess.imaging import brightness_features, downsample, handcrafted_features, preprocess_set, to_gray8
 from ..preprocess.spectral import stack_images
 from ..splits import check_missing
 from ..train import Trainer, count_parameters
@@ -353,20 +355,53 @@ def held_out_scores(meta, outputs, n: int, by: str = "fold"):
     return score, fitted
 
 
-SCREEN_INPUTS = ("stack", "handcrafted", "brightness")
+SIZE_FEATURES = ("fg_fraction", "object_area_px", "equivalent_diameter_px", "perimeter_px")
+
+
+def size_features(raw_images) -> pd.DataFrame:
+    """Size of the cell in each *raw* image (one row per image), for single-cell crops: the foreground is an
+    Otsu threshold of each pixel's distance to the median gray value (so a bright halo and a dark body both
+    count), closed by a 5 x 5 kernel.  ``fg_fraction``: its share of the image; ``object_area_px``,
+    ``equivalent_diameter_px`` (``sqrt(4 area / pi)``) and ``perimeter_px``: of its largest object, in pixels
+    of the raw image (0 when there is none)."""
+    rows = []
+    for im in raw_images:
+        g = cv2.GaussianBlur(to_gray8(im), (5, 5), 0)
+        _, mask = cv2.threshold(cv2.absdiff(g, np.full_like(g, int(np.median(g)))), 0, 255,
+                                cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        big = max(contours, key=cv2.contourArea) if contours else None
+        area = float(cv2.contourArea(big)) if big is not None else 0.0
+        rows.append({"fg_fraction": float((mask > 0).mean()), "object_area_px": area,
+                     "equivalent_diameter_px": float(np.sqrt(4 * area / np.pi)),
+                     "perimeter_px": float(cv2.arcLength(big, True)) if big is not None else 0.0})
+    return pd.DataFrame(rows, columns=list(SIZE_FEATURES))
+
+
+def size_brightness_features(raw_images) -> pd.DataFrame:
+    """The ``"size + brightness + LR"`` baseline's features: :func:`~cellbook.preprocess.imaging.brightness_features`
+    and :func:`size_features` of the *raw* images, side by side (7 columns)."""
+    return pd.concat([brightness_features(raw_images), size_features(raw_images)], axis=1)
+
+
+SCREEN_INPUTS = ("stack", "handcrafted", "brightness", "size_brightness")
 
 
 def predict_from_raw(estimator, raw_images, inputs: str, img_size=None, scales=(1.0, 2.0, 4.0)):
     """Classify raw images end to end, as a screen would (returns ``predict_proba``).
 
     ``inputs``: ``"stack"`` (the paper's chain, downsampled to ``img_size``, spectral stack -> a CNN),
-    ``"handcrafted"`` (the chain -> hand-crafted features -> a feature classifier) or ``"brightness"``
-    (the raw images' grey levels -> a feature classifier; no preprocessing).
+    ``"handcrafted"`` (the chain -> hand-crafted features -> a feature classifier), ``"brightness"``
+    (the raw images' grey levels -> a feature classifier; no preprocessing) or ``"size_brightness"``
+    (:func:`size_brightness_features` of the raw images -> a feature classifier).
     """
     if inputs not in SCREEN_INPUTS:
         raise ValueError(f"unknown inputs {inputs!r}; valid: {', '.join(SCREEN_INPUTS)}")
     if inputs == "brightness":   # brightness needs no preprocessing: the raw images' grey levels
         return estimator.predict_proba(brightness_features(raw_images).to_numpy())
+    if inputs == "size_brightness":
+        return estimator.predict_proba(size_brightness_features(raw_images).to_numpy())
     P, _, _ = preprocess_set(raw_images)
     if inputs == "handcrafted":
         return estimator.predict_proba(handcrafted_features(P).to_numpy())

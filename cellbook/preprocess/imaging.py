@@ -12,7 +12,8 @@ Steps, in the order :func:`preprocess_set` applies them to every image:
 6. :func:`enhance_contrast` -- linear stretch of the 1st-99th percentile to 0-255.
 7. :func:`equalize`        -- histogram equalisation, ``"global"`` or ``"clahe"`` (or ``None``).
 
-A blank image (no contrast left, SD < ``min_std``) after the chain is dropped too and counted.
+Steps 3-7 are switched off by name (``skip=("brightness", "contrast")``, :data:`STEPS`); ``fit="pad"`` keeps
+the aspect ratio.  A blank image (no contrast left, SD < ``min_std``) after the chain is dropped too and counted.
 
 Features for the non-deep baselines:
 
@@ -58,8 +59,22 @@ BITS = [None, Interval(int, 1, 16)]
 TARGET_V = Interval(float, 0, 255, closed="neither")
 KSIZE = Interval(int, 1, None)
 EQUALIZATION = Options("clahe", "global", "none", None)
+#: The steps of the chain that ``skip=`` switches off, in the order they run (8-bit grayscale always runs).
+STEPS = ("brightness", "resize", "median", "contrast", "equalization")
+FIT, FIT_LABEL = Options("stretch", "pad"), {"stretch": "resized", "pad": "padded"}     # how to resize (see resize)
+MAX_ASPECT_CHANGE = 0.10             # a stretch that changes the aspect ratio by more is warned about
+
+
+class StepNames(Options):
+    """The constraint of ``skip``: a step name of :data:`STEPS`, or a tuple / list / set of them."""
+
+    def holds(self, value) -> bool:
+        names = [value] if isinstance(value, str) else value
+        return isinstance(names, (tuple, list, set, frozenset)) and all(Options.holds(self, n) for n in names)
+
+
 CHAIN = {"size": SIZE, "target_v": TARGET_V, "median_ksize": KSIZE, "equalization": EQUALIZATION,
-         "contrast": [tuple, list]}
+         "contrast": [tuple, list], "skip": StepNames(*STEPS), "fit": FIT}
 """What the preprocessing chain's settings take (:func:`pipeline_steps`, :func:`preprocess`, :func:`preprocess_set`)."""
 
 
@@ -172,13 +187,42 @@ def normalize_brightness(gray, target: float = PAPER_TARGET_V, iterations: int =
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-@validate_params({"size": SIZE})
-def resize(img, size=PAPER_SIZE) -> np.ndarray:
-    """Resize to ``size = (height, width)`` (area interpolation when shrinking, cubic when enlarging)."""
+@validate_params({"size": SIZE, "fit": FIT})
+def resize(img, size=PAPER_SIZE, fit: str = "stretch") -> np.ndarray:
+    """Resize to ``size = (height, width)`` (area interpolation to shrink, cubic to enlarge): ``fit="stretch"``
+    (warned about when the aspect ratio changes by > 10 %) or ``"pad"`` (kept: centred, padded with border median)."""
     img = _check_image(img)
-    h, w = int(size[0]), int(size[1])
-    shrink = h * w <= img.shape[0] * img.shape[1]
-    return cv2.resize(to_uint8(img), (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    _warn_stretch([img.shape], size, fit)
+    return _resize(img, size, fit)
+
+
+def _warn_stretch(shapes, size, fit: str, skip=(), stacklevel: int = 4) -> None:
+    """One warning for the images whose aspect ratio a stretch to ``size`` changes by more than 10 %."""
+    shapes = [sh for sh in shapes if len(sh) >= 2 and min(sh[:2]) > 0]
+    change = [max(q, 1 / q) - 1 for q in ((size[0] / size[1]) / (sh[0] / sh[1]) for sh in shapes)]
+    bad = [i for i, c in enumerate(change) if c > MAX_ASPECT_CHANGE]
+    if bad and fit == "stretch" and "resize" not in _skipped(skip):
+        worst = max(bad, key=change.__getitem__)
+        warnings.warn(f"{len(bad)} of {len(shapes)} image(s) are stretched to {size[0]}x{size[1]}, changing their "
+                      f"aspect ratio by up to {change[worst]:.0%} (e.g. {shapes[worst][0]}x{shapes[worst][1]}); pass "
+                      f"fit='pad' to keep it (padded with the border's median), or a size of their aspect ratio",
+                      UserWarning, stacklevel=stacklevel)
+
+
+def _resize(img, size, fit: str = "stretch") -> np.ndarray:
+    img, (h, w) = to_uint8(img), (int(size[0]), int(size[1]))
+    scale = min(h / img.shape[0], w / img.shape[1])
+    nh, nw = (h, w) if fit == "stretch" else (min(h, max(1, round(img.shape[0] * scale))),
+                                              min(w, max(1, round(img.shape[1] * scale))))
+    shrink = nh * nw <= img.shape[0] * img.shape[1]
+    out = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    if (nh, nw) == (h, w):
+        return out
+    canvas = np.full((h, w, *out.shape[2:]), np.round(np.median(np.r_[out[0], out[-1], out[:, 0], out[:, -1]], 0)),
+                     np.uint8)
+    top, left = (h - nh) // 2, (w - nw) // 2
+    canvas[top:top + nh, left:left + nw] = out
+    return canvas
 
 
 @validate_params({"ksize": KSIZE})
@@ -216,56 +260,76 @@ def equalize(gray, method: str | None = "clahe", clip_limit: float = 2.0, tile_g
     raise ValueError(f"unknown equalisation {method!r}; valid: global, clahe, none")
 
 
-@validate_params(CHAIN)
-def pipeline_steps(img, size=PAPER_SIZE, target_v: float = PAPER_TARGET_V, median_ksize: int = 3,
-                   equalization: str | None = "clahe", contrast=(1.0, 99.0)) -> dict:
-    """One image through every step; ``{step name: image}`` in order (for the figure)."""
+def _skipped(skip) -> frozenset:
+    return frozenset([skip] if isinstance(skip, str) else skip)
+
+
+def _chain(img, size, target_v, median_ksize, equalization, contrast, skip=(), fit="stretch") -> dict:
+    """The chain on one image, ``{step label: image}`` in order, without the steps named in ``skip``."""
     out = {"original": to_uint8(img)}
-    out["8-bit grayscale"] = to_gray8(img)
-    out[f"brightness -> mean {target_v:.0f}"] = normalize_brightness(out["8-bit grayscale"], target_v)
-    out[f"resized {size[0]}x{size[1]}"] = resize(out[f"brightness -> mean {target_v:.0f}"], size)
-    out[f"median {median_ksize}x{median_ksize}"] = median_denoise(out[f"resized {size[0]}x{size[1]}"], median_ksize)
-    out["contrast stretch"] = enhance_contrast(out[f"median {median_ksize}x{median_ksize}"], *contrast)
-    out[f"equalised ({equalization})"] = equalize(out["contrast stretch"], equalization)
+    g = out["8-bit grayscale"] = to_gray8(img)
+    steps = (("brightness", f"brightness -> mean {target_v:.0f}", lambda x: normalize_brightness(x, target_v)),
+             ("resize", f"{FIT_LABEL[fit]} {size[0]}x{size[1]}", lambda x: _resize(x, size, fit)),
+             ("median", f"median {median_ksize}x{median_ksize}", lambda x: median_denoise(x, median_ksize)),
+             ("contrast", "contrast stretch", lambda x: enhance_contrast(x, *contrast)),
+             ("equalization", f"equalised ({equalization})", lambda x: equalize(x, equalization)))
+    for name, label, step in steps:
+        if name not in _skipped(skip):
+            g = out[label] = step(g)
     return out
 
 
 @validate_params(CHAIN)
+def pipeline_steps(img, size=PAPER_SIZE, target_v: float = PAPER_TARGET_V, median_ksize: int = 3,
+                   equalization: str | None = "clahe", contrast=(1.0, 99.0), skip=(), fit: str = "stretch") -> dict:
+    """One image through every step; ``{step name: image}`` in order (for the figure).  ``skip``: the steps
+    of :data:`STEPS` to switch off, by name (``skip=("brightness", "contrast")``); ``fit``: see :func:`resize`."""
+    _warn_stretch([np.shape(img)], size, fit, skip)
+    return _chain(img, size, target_v, median_ksize, equalization, contrast, skip, fit)
+
+
+@validate_params(CHAIN)
 def preprocess(img, size=PAPER_SIZE, target_v: float = PAPER_TARGET_V, median_ksize: int = 3,
-               equalization: str | None = "clahe", contrast=(1.0, 99.0)) -> np.ndarray:
-    """The whole chain for one image -> uint8 ``(height, width)`` (no brightness filter here)."""
-    return list(pipeline_steps(img, size, target_v, median_ksize, equalization, contrast).values())[-1]
+               equalization: str | None = "clahe", contrast=(1.0, 99.0), skip=(), fit: str = "stretch") -> np.ndarray:
+    """The whole chain for one image -> uint8 ``(height, width)`` (no brightness filter); as :func:`pipeline_steps`."""
+    _warn_stretch([np.shape(img)], size, fit, skip)
+    return list(_chain(img, size, target_v, median_ksize, equalization, contrast, skip, fit).values())[-1]
 
 
 @validate_params({**CHAIN, "max_v": Interval(float), "min_std": Interval(float, 0, None)})
 def preprocess_set(images, size=PAPER_SIZE, max_v: float = PAPER_MAX_V, target_v: float = PAPER_TARGET_V,
                    median_ksize: int = 3, equalization: str | None = "clahe", contrast=(1.0, 99.0),
-                   min_std: float = 1.0):
+                   min_std: float = 1.0, skip=(), fit: str = "stretch"):
     """Preprocess a list of images (any sizes / bit depths); drop too-bright and blank ones.
 
+    ``skip``, ``fit``: as in :func:`pipeline_steps` (the brightness check is no step: ``max_v=255`` keeps all).
     Returns ``(X, keep, report)``: ``X`` uint8 ``(n_kept, height, width)``; ``keep`` a boolean mask
     over the input; ``report`` a DataFrame with one row per step: images in, removed, out.
     """
-    images = list(images)
+    images, skip = list(images), _skipped(skip)
     if not images:
         raise ValueError("no images to preprocess")
     ok_v, v = brightness_check(images, max_v)
+    _warn_stretch([np.shape(im) for im, ok in zip(images, ok_v) if ok], size, fit, skip)
     out, keep_blank = [], np.zeros(len(images), bool)
     for i, im in enumerate(images):
         if not ok_v[i]:
             continue
-        p = preprocess(im, size, target_v, median_ksize, equalization, contrast)
+        p = list(_chain(im, size, target_v, median_ksize, equalization, contrast, skip, fit).values())[-1]
         if p.std() >= min_std:
             keep_blank[i] = True
             out.append(p)
     keep = ok_v & keep_blank
     n = len(images)
+    done = (f"brightness -> {target_v:g}", "resize" + " (padded)" * (fit == "pad"), f"median {median_ksize}",
+            "contrast", f"{equalization or 'no'} equalisation")
+    chain = ", ".join(["grayscale", *(t for k, t in zip(STEPS, done) if k not in skip)]) + (
+        f" ({', '.join(k for k in STEPS if k in skip)} switched off)" if skip else "")
     report = pd.DataFrame([
         {"step": "read (decoded images)", "in": n, "removed": 0, "out": n},
         {"step": f"HSV brightness check (mean V > {max_v:g} dropped)", "in": n,
          "removed": int((~ok_v).sum()), "out": int(ok_v.sum())},
-        {"step": f"grayscale, brightness -> {target_v:g}, resize, median {median_ksize}, contrast, "
-                 f"{equalization or 'no'} equalisation", "in": int(ok_v.sum()), "removed": 0, "out": int(ok_v.sum())},
+        {"step": chain, "in": int(ok_v.sum()), "removed": 0, "out": int(ok_v.sum())},
         {"step": f"blank after processing (SD < {min_std:g}) dropped", "in": int(ok_v.sum()),
          "removed": int(ok_v.sum() - keep.sum()), "out": int(keep.sum())},
     ])
@@ -273,6 +337,9 @@ def preprocess_set(images, size=PAPER_SIZE, max_v: float = PAPER_MAX_V, target_v
         raise ValueError(f"every one of the {n} images was removed: {int((~ok_v).sum())} by the brightness check "
                          f"(mean V > {max_v:g}) and {int(ok_v.sum() - keep.sum())} as blank (SD < {min_std:g}); "
                          f"check the images, or raise max_v / lower min_std")
+    if len({x.shape for x in out}) > 1:
+        raise ValueError(f"with resize switched off (skip) the images keep their sizes, which differ "
+                         f"({', '.join(sorted({f'{x.shape[0]}x{x.shape[1]}' for x in out}))}); keep the resize step")
     return np.stack(out), keep, report
 
 
@@ -413,13 +480,14 @@ def handcrafted_features(gray_images) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@validate_params({"size": SIZE})
-def downsample(X, size) -> np.ndarray:
-    """Resize a stack ``(n, H, W)`` of uint8 images to ``size = (height, width)`` (area interpolation)."""
+@validate_params({"size": SIZE, "fit": FIT})
+def downsample(X, size, fit: str = "stretch") -> np.ndarray:
+    """Resize a stack ``(n, H, W)`` of uint8 images to ``size = (height, width)`` (``fit``: see :func:`resize`)."""
     X = np.asarray(X)
     if X.ndim != 3:
         raise ValueError(f"expected a stack (n, H, W), got shape {X.shape}")
-    return np.stack([resize(x, size) for x in X]) if len(X) else np.zeros((0, *size), np.uint8)
+    _warn_stretch([X.shape[1:]] * len(X), size, fit)
+    return np.stack([_resize(_check_image(x), size, fit) for x in X]) if len(X) else np.zeros((0, *size), np.uint8)
 
 
 @validate_params({"C": Interval(float, 0, None, closed="neither"), "seed": SEED})
