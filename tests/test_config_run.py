@@ -193,10 +193,12 @@ def test_exercise_commands_write_apart_and_name_real_parameters():
 
 def test_smoke_cuts_loops_only_for_notebooks_that_have_them(tmp_path, capsys):
     """`--profile full --smoke`: the overlay's loop sizes, applied like -p where a notebook has the parameter."""
-    part1 = runner.smoke_overrides("full", ["part1/03_table1"])
-    assert part1["seeds"] == [0, 1] and part1["n_cells"] == 400 and "sizes" not in part1
-    assert runner.smoke_overrides("full", ["part2/03_models_learning_curves"])["sizes"] == [20, 100]
     smoke = config.profile_smoke("full")
+    part1 = runner.smoke_overrides("full", ["part1/03_table1"])
+    assert part1["seeds"] == smoke["seeds"] and part1["n_cells"] == smoke["n_cells"] and "sizes" not in part1
+    assert "held_out_classes" not in part1 and "stack_folds" in part1
+    assert runner.smoke_overrides("full", ["part2/03_models_learning_curves"])["sizes"] == smoke["sizes"]
+    assert runner.smoke_overrides("full", ["part3/04_unseen_tissues"])["held_out_classes"] == 2
     full = config.profile_parameters("full", "part1/03_table1")
     assert not set(smoke) & {"n_genes", "transform", "tune_grid", "stack_members", "celltypist", "k"}
     assert full["n_genes"] is None and full["transform"] == "counts"     # every other full setting stays

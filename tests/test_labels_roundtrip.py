@@ -161,3 +161,17 @@ def test_a_continuous_target_is_refused():
     y = np.linspace(0, 1, X.shape[0])
     with pytest.raises(ValueError, match="Unknown label type: continuous"):
         CellTypeClassifier("mlp", **TINY).fit(X, y)
+
+
+def test_tuned_logreg_with_one_candidate_needs_no_inner_folds():
+    """A fixed setting (as a stacked ensemble refits its members) runs no inner CV, so a class of 2 cells is fine;
+    with a grid to choose from, the inner folds need as many cells per class as folds (a clear error)."""
+    from cellbook.baselines import TunedLogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.poisson(3, (42, 30)).astype(np.float32)
+    y = np.array(["a"] * 20 + ["b"] * 20 + ["c"] * 2)
+    fixed = TunedLogisticRegression(param_grid={"C": [1.0]}, n_folds=3).fit(X, y)
+    assert set(fixed.predict(X)) <= {"a", "b", "c"} and fixed.cv_folds_ == []
+    with pytest.raises(ValueError, match="c"):
+        TunedLogisticRegression(param_grid={"C": [0.1, 1.0]}, n_folds=3).fit(X, y)

@@ -124,9 +124,10 @@ class TunedLogisticRegression(_ExpressionClassifier):
 
     def _fit(self, X, y):
         grid = self._grid()
-        check_labels(y, n_folds=int(self.n_folds), what="y")
+        one = all(len(v) == 1 for v in grid.values())      # one candidate: nothing to choose, no inner CV
+        check_labels(y, n_folds=None if one else int(self.n_folds), what="y")
         X = sp.csr_matrix(X, dtype=np.float32)
-        if all(len(v) == 1 for v in grid.values()):          # one candidate: nothing to choose, no inner CV
+        if one:
             self.best_params_ = {k: grid[k][0] for k in _GRID_KEYS}
             self.best_score_, self.cv_folds_ = float("nan"), []
             self.cv_results_ = pd.DataFrame([self.best_params_])
