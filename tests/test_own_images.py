@@ -233,46 +233,59 @@ import cellbook as cb
 from cellbook.models import vision
 from cellbook.preprocess import imaging
 
-# 1. A tiny folder of square single-cell crops and its metadata table (file, label, donor).
-#    Synthetic here: "small" and "large" cells, each crop's brightness drawn at random, 6 crops per donor.
+# 1. A tiny folder of square single-cell crops and its table (file, label, donor).
+#    Synthetic: "small" and "large" cells of random brightness, 6 crops per donor.
 folder = Path(tempfile.mkdtemp()) / "my_crops"
 (folder / "crops").mkdir(parents=True)
 rng = np.random.default_rng(0)
 rows = []
 for d in range(8):
-    for label, radius, rim in (("small", 14, 3), ("large", 21, 2)):     # the same rim area: the same brightness
+    # the same rim area, so the same brightness: only the size differs
+    for label, radius, rim in (("small", 14, 3), ("large", 21, 2)):
         for k in range(3):
             background = rng.uniform(40, 110)
             img = rng.normal(background, 8, (96, 96))
             centre = (48 + int(rng.integers(-6, 7)), 48 + int(rng.integers(-6, 7)))
-            cv2.circle(img, centre, radius + int(rng.integers(-3, 4)), background + 80, rim)
+            r = radius + int(rng.integers(-3, 4))
+            cv2.circle(img, centre, r, background + 80, rim)
             file = f"crops/donor{d}_{label}_{k}.png"
             cv2.imwrite(str(folder / file), np.clip(img, 0, 255).astype(np.uint8))
             rows.append({"file": file, "label": label, "donor": f"D{d}"})
 pd.DataFrame(rows).to_csv(folder / "metadata.csv", index=False)
 
-# 2. Read it: labels from the column "label", groups from the column "donor" (a column name, not a regex).
+# 2. Read it: labels from the column "label", groups from the column "donor"
+#    (a column name, not a file-name rule).
 ims = cb.datasets.image_folder(folder, groups="donor")
 print(ims.counts())
 
-# 3. Preprocess without the brightness and contrast steps; pad the square crops instead of stretching them.
-X, keep, report = imaging.preprocess_set(ims.images, size=(72, 96), fit="pad", skip=("brightness", "contrast"))
+# 3. Preprocess without the brightness and contrast steps;
+#    pad the square crops instead of stretching them.
+X, keep, report = imaging.preprocess_set(
+    ims.images, size=(72, 96), fit="pad", skip=("brightness", "contrast"))
 print(report.to_string(index=False))
-labels, raw = ims.labels[keep], [im for im, k in zip(ims.images, keep) if k]
+labels = ims.labels[keep]
+raw = [im for im, k in zip(ims.images, keep) if k]
 
-# 4. Features per baseline: brightness of the raw crops, cell size beside it, and morphology + texture.
-inputs = {"brightness only + LR": imaging.brightness_features(raw).to_numpy(),
-          "size + brightness + LR": vision.size_brightness_features(raw).to_numpy(),
-          "hand-crafted + LR": imaging.handcrafted_features(X).to_numpy()}
+# 4. Features per baseline: brightness of the raw crops, cell size beside it,
+#    and morphology + texture.
+inputs = {
+    "brightness only + LR": imaging.brightness_features(raw).to_numpy(),
+    "size + brightness + LR": vision.size_brightness_features(raw).to_numpy(),
+    "hand-crafted + LR": imaging.handcrafted_features(X).to_numpy(),
+}
 
-# 5. Grouped 4-fold cross-validation (a donor is never on both sides of a split), every model on the same folds.
+# 5. Grouped 4-fold cross-validation (a donor is never on both sides),
+#    every model on the same folds.
 folds = cb.splits.grouped_folds(labels, ims.groups[keep], n_splits=4, seed=0)
-meta, tasks = vision.fit_tasks(folds, inputs, seed=0, by="fold", labels=labels, positive="large", keep=True)
+meta, tasks = vision.fit_tasks(folds, inputs, seed=0, by="fold", labels=labels,
+                               positive="large", keep=True)
 outputs = cb.map_tasks(cb.sweeps.fit_image_model, tasks, progress=False)
 scores = vision.score_fits(meta, outputs, labels, keys=("fold",))
 held_out, _ = vision.held_out_scores(meta, outputs, len(labels))
-auc = {m: cb.metrics.screening(labels, s, positive="large")["auc"] for m, s in held_out.items()}
-print(scores.groupby("model")[["accuracy", "f1_macro"]].mean().assign(auc=pd.Series(auc)).round(2))
+auc = {m: cb.metrics.screening(labels, s, positive="large")["auc"]
+       for m, s in held_out.items()}
+mean = scores.groupby("model")[["accuracy", "f1_macro"]].mean()
+print(mean.assign(auc=pd.Series(auc)).round(2))
 '''
 
 
