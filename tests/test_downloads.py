@@ -218,16 +218,22 @@ def test_disk_full_keeps_the_old_cache_and_leaves_nothing(toy, server, tmp_path,
     assert _debris(tmp_path / "cache") == []
 
 
-def test_a_cached_dataset_changed_after_its_fetch_is_noticed_at_load(data_root, tmp_path, monkeypatch):
+@pytest.fixture
+def fetched_tcga(data_root, tmp_path, monkeypatch):
+    """The real ``tcga6_rnasum_counts`` built from the public originals into an empty cache, as a fetch leaves it."""
     raw_root = data_root / "raw"
     if not (raw_root / "RNAsum.data").is_dir():
         pytest.skip(f"the public originals are not here ({raw_root})")
-    import cellbook as cb
-
     monkeypatch.delenv("CELLBOOK_DATA", raising=False)
     monkeypatch.setenv("CELLBOOK_CACHE", str(tmp_path / "cache"))
-    path = cache.build("tcga6_rnasum_counts", raw_root=raw_root)
-    assert cb.datasets.bulk.load_bulk("tcga6").n_obs > 0               # as fetched: loads
+    return cache.build("tcga6_rnasum_counts", raw_root=raw_root)
+
+
+def test_a_cached_dataset_changed_after_its_fetch_is_noticed_at_load(fetched_tcga):
+    import cellbook as cb
+
+    path = fetched_tcga
+    assert cb.datasets.bulk.load_bulk("tcga6").n_obs > 0          # as fetched: loads
     with open(path, "r+b") as fh:                                 # truncated later (a full disk, a bad copy)
         fh.truncate(path.stat().st_size // 2)
     with pytest.raises(DatasetChangedError) as err:
@@ -237,15 +243,10 @@ def test_a_cached_dataset_changed_after_its_fetch_is_noticed_at_load(data_root, 
     assert "cellbook data verify tcga6_rnasum_counts" in msg and "fetch tcga6_rnasum_counts --force" in msg
 
 
-def test_a_touched_file_passes_verify_which_re_records_its_time(data_root, tmp_path, monkeypatch):
-    raw_root = data_root / "raw"
-    if not (raw_root / "RNAsum.data").is_dir():
-        pytest.skip(f"the public originals are not here ({raw_root})")
+def test_a_touched_file_passes_verify_which_re_records_its_time(fetched_tcga):
     import cellbook as cb
 
-    monkeypatch.delenv("CELLBOOK_DATA", raising=False)
-    monkeypatch.setenv("CELLBOOK_CACHE", str(tmp_path / "cache"))
-    path = cache.build("tcga6_rnasum_counts", raw_root=raw_root)
+    path = fetched_tcga
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10 ** 9))
     with pytest.raises(DatasetChangedError, match="modified after the fetch"):
         cb.datasets.bulk.load_bulk("tcga6")
