@@ -5,6 +5,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_cells import marker_adata
 
 from cellbook.annotation import CellTypeClassifier, annotate
 
@@ -12,14 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _adata(n=120, g=60, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.repeat(["A", "B", "C"], n // 3)
-    lam = np.ones((n, g))
-    for i, t in enumerate("ABC"):
-        lam[y == t, i * 10:(i + 1) * 10] = 10
-    X = rng.poisson(lam).astype(np.float32)
-    return ad.AnnData(X=X, obs=pd.DataFrame({"cell_type": y}, index=[f"c{i}" for i in range(n)]),
-                      var=pd.DataFrame(index=[f"G{j}" for j in range(g)]))
+    return marker_adata(n, g, seed, index="c{i}")
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 threshold's documentation, and method names spelt exactly."""
 import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
+from synthetic_cells import marker_adata
 
 from cellbook.annotation import METHODS, annotate, fit_reference, make_model
 from cellbook.annotation._data import REFERENCE_DATASETS, load_reference
@@ -17,16 +17,7 @@ FAST_LOGREG = ["-p", "param_grid={C: [0.1]}", "-p", "n_folds=2", "-p", "n_top_ge
 
 def _cells(n=90, g=70, seed=0):
     """Types A/B/C, raw counts in X and layers['counts']; type t is high on genes 10t..10t+9."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat(["A", "B", "C"], n // 3)
-    lam = np.ones((n, g))
-    for i, t in enumerate("ABC"):
-        lam[y == t, i * 10:(i + 1) * 10] = 10
-    X = rng.poisson(lam).astype(np.float32)
-    a = ad.AnnData(X=X, obs=pd.DataFrame({"cell_type": y}, index=[f"c{seed}_{i}" for i in range(n)]),
-                   var=pd.DataFrame(index=[f"G{j}" for j in range(g)]))
-    a.layers["counts"] = X.copy()
-    return a
+    return marker_adata(n, g, seed, counts_layer=True)
 
 
 def _error(capsys, *args) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from synthetic_cells import marker_counts
 from torch import nn
 
 from cellbook import datasets, enrichment, splits
@@ -35,12 +36,8 @@ TINY = dict(n_genes=None, max_epochs=1, device="cpu", batch_size=32, min_cells_p
 # ------------------------------------------------------------------ small synthetic inputs
 def _counts(n=60, g=30, seed=0):
     """Counts with 3 types (20 cells each) whose marker genes differ; gene names G0..."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat(["A", "B", "C"], n // 3)
-    lam = np.ones((n, g))
-    for i, t in enumerate("ABC"):
-        lam[y == t, i * 8:(i + 1) * 8] = 9
-    return rng.poisson(lam).astype(np.float32), y, [f"G{j}" for j in range(g)]
+    X, y = marker_counts(n, g, seed, width=8, high=9)
+    return X, y, [f"G{j}" for j in range(g)]
 
 
 def _adata(n=60, g=30, seed=0):

@@ -12,6 +12,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from synthetic_cells import marker_counts
 
 from cellbook.annotation import TRAINER_PARAMS, CellTypeClassifier, load_model
 from cellbook.train import Trainer
@@ -24,12 +25,7 @@ SMALL = dict(n_genes=None, min_cells_per_gene=1, model_kwargs={"mlp": {"hidden":
 
 
 def _counts(n=60, g=30, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.repeat(["A", "B", "C"], n // 3)
-    lam = np.ones((n, g))
-    for i, t in enumerate("ABC"):
-        lam[y == t, i * 8:(i + 1) * 8] = 8
-    return rng.poisson(lam).astype(np.float32), y
+    return marker_counts(n, g, seed, width=8, high=8)
 
 
 # ------------------------------------------------------------------ scikit-learn's own checks

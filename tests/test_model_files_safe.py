@@ -6,11 +6,11 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import skops.io as sio
+from synthetic_cells import marker_adata
 
 from cellbook import baselines as B
 from cellbook.annotation import CellTypeClassifier, load_model, save_model
@@ -23,14 +23,7 @@ DATA = Path(__file__).parent / "data"
 
 def _adata(n=90, g=40, seed=0):
     """Cells of types A/B/C (integer counts); type t is high on 10 genes of its own."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat(["A", "B", "C"], n // 3)
-    lam = np.ones((n, g))
-    for i, t in enumerate("ABC"):
-        lam[y == t, i * 10:(i + 1) * 10] = 10
-    return ad.AnnData(X=rng.poisson(lam).astype(np.float32),
-                      obs=pd.DataFrame({"cell_type": y}, index=[f"c{seed}_{i}" for i in range(n)]),
-                      var=pd.DataFrame(index=[f"G{j}" for j in range(g)]))
+    return marker_adata(n, g, seed)
 
 
 MODELS = {
