@@ -29,12 +29,11 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .validation import Interval, validate_params
+from .validation import SEED, Interval, validate_params
 
 # scikit-learn's model_selection is imported where it is used: cellbook.datasets imports this module
 # (check_missing), and `cellbook data` stays light.
 
-SEED = Interval(int, 0, 2 ** 32, closed="left")
 """A seed: what NumPy's generators and scikit-learn's ``random_state`` both take."""
 MIN_CELLS = [None, Interval(int, 1, None)]
 TEST_SIZE = Interval(float, 0, 1, closed="neither")

@@ -33,9 +33,9 @@ from .parallel import map_tasks
 from .preprocess.bulk import split_transform
 from .preprocess.imaging import feature_classifier
 from .report import pm
-from .splits import SEED, stratified_kfold
+from .splits import stratified_kfold
 from .train import train_autoencoder, train_classifier_autoencoder
-from .validation import Interval, Options, validate_params
+from .validation import SEED, Interval, Options, validate_params
 
 
 def code_size(architecture: str) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
+import os
 from dataclasses import dataclass
 
 
@@ -125,6 +126,12 @@ def check_params(where: str, values: dict, constraints: dict) -> None:
             continue
         allowed = " or ".join(_describe(c) for c in options)
         raise InvalidParameterError(f"{where}: {name}={value!r} is not valid: it must be {allowed}")
+
+
+#: Shared constraints: a seed NumPy and torch both take, a path, a path or None.
+SEED = Interval(int, 0, 2 ** 32, closed="left")
+PATH = [str, os.PathLike]
+OPTIONAL_PATH = [None, str, os.PathLike]
 
 
 #: Every function declared with :func:`validate_params`, by qualified name (the property tests walk it).

@@ -12,8 +12,7 @@ from ..baselines import (
     HVGLogisticRegression,
     TunedLogisticRegression,
 )
-from ..splits import SEED
-from ..validation import Interval, validate_params
+from ..validation import SEED, Interval, validate_params
 from ._classifier import ARCHITECTURES, CellTypeClassifier
 from ._data import MIN_SHARED_GENES, _check_reference, _counts_matrix, _reference_data, load_reference
 

@@ -22,8 +22,8 @@ from threadpoolctl import threadpool_limits
 from ..config import keep_torch_threads
 from ..datasets.scrna import check_unique_genes
 from ..preprocess.scrna import log_normalize
-from ..validation import Interval, Options
-from ._expression import SEED, _ExpressionClassifier, torch_threads
+from ..validation import SEED, Interval, Options
+from ._expression import _ExpressionClassifier, torch_threads
 
 
 class _OvRLogisticRegression(LogisticRegression):

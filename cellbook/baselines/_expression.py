@@ -17,10 +17,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from ..datasets.scrna import check_counts
 from ..preprocess.scrna import align_genes, highly_variable, log_normalize, matrix_and_names
 from ..splits import check_missing
-from ..validation import Interval, check_params
+from ..validation import SEED, Interval, check_params
 
 #: A seed: what NumPy's and scikit-learn's ``random_state`` take.
-SEED = Interval(int, 0, 2 ** 32, closed="left")
 
 
 def _check_shape(X, what: str = "X") -> None:

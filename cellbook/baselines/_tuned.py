@@ -14,8 +14,8 @@ from sklearn.utils.validation import check_is_fitted
 from ..metrics import classification
 from ..preprocess.scrna import log_normalize
 from ..splits import check_labels
-from ..validation import Interval, InvalidParameterError, Options
-from ._expression import SEED, _ExpressionClassifier, _hvg, _log_hvg, torch_threads
+from ..validation import SEED, Interval, InvalidParameterError, Options
+from ._expression import _ExpressionClassifier, _hvg, _log_hvg, torch_threads
 
 #: The default search of :class:`TunedLogisticRegression`: ``C`` x ``target_sum`` (10 candidates).  Counts per
 #: 1e3 need a larger ``C`` than per 1e4 (about 10x on van Galen 2019), so both are searched with a wide ``C`` range.

@@ -9,10 +9,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from ..baselines._expression import SEED, _array_like, _check_shape, _check_y
+from ..baselines._expression import _array_like, _check_shape, _check_y
 from ..metrics import classification
 from ..splits import stratified_kfold
-from ..validation import Interval, InvalidParameterError, check_params
+from ..validation import SEED, Interval, InvalidParameterError, check_params
 
 
 def _proba(est, X, gene_names, classes) -> np.ndarray:

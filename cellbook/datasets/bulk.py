@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..splits import SEED, check_missing
-from ..validation import Interval, Options, validate_params
+from ..splits import check_missing
+from ..validation import OPTIONAL_PATH, SEED, Interval, Options, validate_params
 from .registry import DataInfo, info_for, load_source, locate
-from .scrna import OPTIONAL_PATH, _read_table, check_unique_genes, read_h5ad, vangalen2019
+from .scrna import _read_table, check_unique_genes, read_h5ad, vangalen2019
 
 # anndata is imported where it is used, so that `cellbook data` stays light.
 

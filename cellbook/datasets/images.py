@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..splits import SEED, check_missing
-from ..validation import Interval, Options, validate_params
+from ..splits import check_missing
+from ..validation import OPTIONAL_PATH, PATH, SEED, Interval, Options, validate_params
 from .registry import DataInfo, info_for, load_source, locate, sha256sum
-from .scrna import OPTIONAL_PATH, PATH, _read_table
+from .scrna import _read_table
 
 # OpenCV is imported where it is used, so that `cellbook data` stays light.
 

@@ -6,7 +6,6 @@ All loaders return an AnnData with raw counts in ``X`` (scipy CSR), the same cou
 """
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -14,8 +13,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..splits import SEED, _missing_mask, check_missing, drop_rare
-from ..validation import Interval, Options, validate_params
+from ..splits import _missing_mask, check_missing, drop_rare
+from ..validation import OPTIONAL_PATH, PATH, SEED, Interval, Options, validate_params
 from .registry import DataInfo, DatasetNotFoundError, get, info_for, load_source, locate
 
 # anndata, h5py and scanpy are imported where they are used, so that `cellbook data` stays light.
@@ -23,8 +22,6 @@ from .registry import DataInfo, DatasetNotFoundError, get, info_for, load_source
 MAX_COUNT = 1e9
 """Largest plausible count of one gene in one cell / sample (bulk RNA-seq tops out near 1e7)."""
 
-PATH = [str, os.PathLike]
-OPTIONAL_PATH = [None, str, os.PathLike]
 DUPLICATE_GENES = Options("error", "sum", "first")
 
 RAW_COUNTS_FIX = ("give the raw (integer) counts instead: keep them in adata.layers['counts'], which the loaders, "

@@ -35,8 +35,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..splits import SEED
-from ..validation import Interval, Options, validate_params
+from ..validation import SEED, Interval, Options, validate_params
 
 PAPER_SIZE = (220, 300)   # (height, width); the paper says "220 x 300"
 PAPER_MAX_V = 240.0

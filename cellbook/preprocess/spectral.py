@@ -47,8 +47,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from ..parallel import map_tasks
-from ..splits import SEED, grouped_folds
-from ..validation import Interval, Options, validate_params
+from ..splits import grouped_folds
+from ..validation import SEED, Interval, Options, validate_params
 
 DEFAULT_SCALES = (1.0, 2.0, 4.0)
 WS = Interval(int, 1, None)                  # and odd (checked by the functions)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from ..config import resolve_device
-from ..validation import Interval, Options, check_params
+from ..validation import SEED, Interval, Options, check_params
 
 # What each setting of :class:`~cellbook.train.Trainer` takes.
 TRAINER_CONSTRAINTS = {
@@ -24,7 +24,7 @@ TRAINER_CONSTRAINTS = {
     "augment": [None, callable],
     "device": str,
     "amp": bool,
-    "seed": Interval(int, 0, 2 ** 32, closed="left"),
+    "seed": SEED,
     "progress": [None, bool],
     "checkpoint": [None, str, os.PathLike],
     "class_weight": [None, np.ndarray, dict, list, tuple],
