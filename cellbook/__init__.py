@@ -32,7 +32,8 @@ _NAMES = {
     "Recorder": "results",
     "Trainer": "train", "count_parameters": "train", "train_autoencoder": "train",
     "train_classifier_autoencoder": "train",
-    "CellTypeClassifier": "annotation", "annotate": "annotation", "save_model": "annotation",
+    "CellTypeClassifier": "annotation", "annotate": "annotation", "annotate_file": "annotation",
+    "save_model": "annotation",
     "load_model": "annotation",
     "map_tasks": "parallel",
 }

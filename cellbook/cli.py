@@ -25,8 +25,9 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
-from .config import profile_names, profile_parallel
+from .config import ANNOTATE_CHUNK_SIZE, profile_names, profile_parallel
 from .layout import REPO_ROOT, book_datasets, build_dir, chains, notebook_parameters, resolve_names
 
 # ------------------------------------------------------------------------------------- cellbook run
@@ -235,9 +236,9 @@ def _check_annotate_args(args) -> Path:
     return out
 
 
-def _annotate_model(args, query):
+def _annotate_model(args, genes):
     """The model: trained on ``--reference`` (an .h5ad file or a dataset name; on the genes it shares with the
-    query), or read from ``--model``."""
+    query, ``genes``), or read from ``--model``."""
     from .annotation import ARCHITECTURES, fit_reference, load_model, load_reference
     from .annotation._reference import _note_reference
     from .runner import parse_overrides
@@ -250,7 +251,7 @@ def _annotate_model(args, query):
     if args.progress and sys.stderr.isatty() and "progress" not in params and args.method in ARCHITECTURES:
         params["progress"] = True
     try:
-        model = fit_reference(ref, args.method or "logreg", genes=query.var_names,
+        model = fit_reference(ref, args.method or "logreg", genes=genes,
                               label_key=args.label_key or "cell_type", layer=ref_layer, params=params,
                               seed=args.seed, device=args.device)
     except ValueError as err:
@@ -259,47 +260,59 @@ def _annotate_model(args, query):
 
 
 def _cmd_annotate(args) -> int:
-    from .annotation import annotate, save_model
+    from .annotation import H5adCounts, annotate, annotate_file, save_model
     from .datasets.scrna import read_h5ad
     from .fsutil import atomic_path
 
     out = _check_annotate_args(args)
-    query = read_h5ad(args.query, "query")
-    layer = _cli_layer(query, args.layer, args.query)
+    whole = args.majority_voting        # over-clustering needs every cell's counts in memory; else block by block
+    if whole:
+        query = read_h5ad(args.query, "query")
+        layer, genes, n_cells = _cli_layer(query, args.layer, args.query), query.var_names, query.n_obs
+    else:
+        with H5adCounts(args.query, args.layer) as counts:      # the genes only; the counts stay on disk
+            layer, genes, n_cells = counts.layer, counts.var_names, counts.n_obs
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model, source = _annotate_model(args, query)
+        model, source = _annotate_model(args, genes)
         try:
-            annotate(query, model, key_added=args.key, layer=layer, threshold=args.threshold,
-                     majority_voting=args.majority_voting, resolution=args.resolution, seed=args.seed,
-                     device=args.device)
+            if whole:
+                annotate(query, model, key_added=args.key, layer=layer, threshold=args.threshold,
+                         majority_voting=True, resolution=args.resolution, seed=args.seed, device=args.device,
+                         chunk_size=args.chunk_size, progress=args.progress and None)
+                table, info = query.obs, query.uns[args.key]
+            else:
+                table = annotate_file(args.query, out, model, key_added=args.key, layer=layer or "X",
+                                      threshold=args.threshold, device=args.device, chunk_size=args.chunk_size,
+                                      progress=args.progress and None)
+                info = table.attrs["uns"]
         except ValueError as err:
             raise ValueError(f"{args.query}: {err}") from None
         if args.model_out:
             save_model(model, args.model_out)
-        with atomic_path(out) as tmp:
-            query.write_h5ad(tmp)
+        if whole:
+            with atomic_path(out) as tmp:
+                query.write_h5ad(tmp)
     for message in dict.fromkeys(str(w.message).strip().splitlines()[0] for w in caught
                                  if issubclass(w.category, UserWarning) and str(w.message).strip()):
         print(f"cellbook: warning: {message}", file=sys.stderr)
-    _print_annotation(args, query, source, out)
+    _print_annotation(args, n_cells, table, info, source, out)
     return 0
 
 
-def _print_annotation(args, query, source: str, out: Path) -> None:
+def _print_annotation(args, n_cells: int, table, info: dict, source: str, out: Path) -> None:
     from .annotation import UNASSIGNED, summary
 
-    info = query.uns[args.key]
     unassigned = (f"{info['n_unassigned']} unassigned (confidence < {info['threshold']:g})"
                   if "threshold" in info else "no threshold")
-    print(f"{args.query}: {query.n_obs} cells annotated by {info['model']} ({source}) -> {out}")
+    print(f"{args.query}: {n_cells} cells annotated by {info['model']} ({source}) -> {out}")
     voting = (f"; majority voting over {info['over_clustering']['n_clusters']} clusters"
               if args.majority_voting else "")
     print(f"genes: {info['n_genes_found']} of the model's {info['n_genes_model']} found; "
-          f"{len(set(query.obs[args.key].astype(str)) - {UNASSIGNED})} labels; {unassigned}{voting}")
+          f"{len(set(table[args.key].astype(str)) - {UNASSIGNED})} labels; {unassigned}{voting}")
     if args.model_out:
         print(f"model saved to {args.model_out}")
-    print(summary(query, args.key).to_string())
+    print(summary(SimpleNamespace(obs=table), args.key).to_string())
 
 
 def _add_annotate_parser(sub) -> None:
@@ -336,6 +349,10 @@ def _add_annotate_parser(sub) -> None:
                         "Unassigned at 0.5 although its lineage (T/NK) is clear. To compare lineages, map the "
                         "labels afterwards with cellbook.annotation.to_lineage")
     p.add_argument("--layer", help="layer of raw counts (default: 'counts' when present, else X)")
+    p.add_argument("--chunk-size", type=int, default=ANNOTATE_CHUNK_SIZE, metavar="CELLS",
+                   help="cells read and predicted at a time; QUERY's counts are never loaded whole, so memory "
+                        "follows this, not the file's size (default: %(default)s); --majority-voting reads QUERY "
+                        "whole (its over-clustering needs every cell)")
     p.add_argument("--key", default="predicted_cell_type", help="obs column for the labels (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for training and over-clustering (default: 0)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -14,7 +14,8 @@ label and its confidence (the top class probability) go to ``adata.obs``.  Given
 (labelled cells), it first trains a model on the genes the new cells share with the reference,
 in the same call (CellTypist's ``train`` + ``annotate``).  Optionally: ``threshold=`` (cells below
 it are ``"Unassigned"``) and ``majority_voting=True`` (each over-cluster of the new cells takes its
-majority label).
+majority label).  The cells are predicted a block (``chunk_size``) at a time; :func:`annotate_file`
+labels an .h5ad file of any size, reading its counts block by block from disk.
 
 :func:`save_model` / :func:`load_model` keep a fitted model in one shareable file.
 
@@ -24,6 +25,7 @@ majority label).
     cellbook.annotate(new_cells, reference=train, model="logreg", threshold=0.5, majority_voting=True)
 """
 from ._annotate import UNASSIGNED, annotate, summary
+from ._annotate_file import annotate_file
 from ._classifier import (
     ARCHITECTURES,
     ENSEMBLES,
@@ -38,12 +40,14 @@ from ._file_format import MODEL_FORMAT, MODEL_FORMAT_VERSION
 from ._lineage import LINEAGE_RULES_GSE194122, LINEAGES_VANGALEN, to_lineage
 from ._model_files import load_model, save_model
 from ._reference import METHODS, fit_reference, make_model
+from ._streaming import DEFAULT_CHUNK_SIZE, H5adCounts
 from ._voting import HETEROGENEOUS, default_resolution, majority_vote, over_cluster
 
 __all__ = [
-    "ARCHITECTURES", "CellTypeClassifier", "ENSEMBLES", "HETEROGENEOUS", "LINEAGES_VANGALEN",
-    "LINEAGE_RULES_GSE194122", "METHODS", "MIN_SHARED_GENES", "MODEL_FORMAT", "MODEL_FORMAT_VERSION",
-    "PAPER_TRAINING", "REFERENCE_DATASETS", "TRAINER_PARAMS", "TRANSFORMS", "UNASSIGNED", "annotate",
-    "build_model", "default_resolution", "fit_reference", "load_model", "load_reference", "majority_vote",
-    "make_model", "over_cluster", "save_model", "shared_genes", "summary", "to_lineage",
+    "ARCHITECTURES", "CellTypeClassifier", "DEFAULT_CHUNK_SIZE", "ENSEMBLES", "H5adCounts", "HETEROGENEOUS",
+    "LINEAGES_VANGALEN", "LINEAGE_RULES_GSE194122", "METHODS", "MIN_SHARED_GENES", "MODEL_FORMAT",
+    "MODEL_FORMAT_VERSION", "PAPER_TRAINING", "REFERENCE_DATASETS", "TRAINER_PARAMS", "TRANSFORMS", "UNASSIGNED",
+    "annotate", "annotate_file", "build_model", "default_resolution", "fit_reference", "load_model",
+    "load_reference", "majority_vote", "make_model", "over_cluster", "save_model", "shared_genes", "summary",
+    "to_lineage",
 ]

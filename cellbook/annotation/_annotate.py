@@ -1,69 +1,23 @@
 """annotate: predicted cell types (and confidence) of new cells, genes aligned by name; summary; lineages."""
 from __future__ import annotations
 
-import inspect
 import os
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from ..preprocess.scrna import align_genes
-from ..train import NotFittedError
 from ..validation import Interval, Options, validate_params
 from ._classifier import CellTypeClassifier
 from ._data import MIN_SHARED_GENES, _counts_matrix
 from ._file_format import _jsonable
-from ._model_files import _model_genes, _model_name, _training_info, load_model
+from ._model_files import _model_name, _training_info, load_model
 from ._reference import METHODS, REFERENCE_CONSTRAINTS, fit_reference
+from ._streaming import DEFAULT_CHUNK_SIZE, predict_in_chunks
 from ._voting import HETEROGENEOUS, _over_cluster_matrix, majority_vote
 
 UNASSIGNED = "Unassigned"          # label of cells whose confidence is below annotate's threshold
-
-
-def _predict_by_name(model, X, names: list[str], min_overlap: float):
-    """``(proba, n model genes found, n model genes)`` for counts ``X`` whose genes are ``names``."""
-    if isinstance(model, CellTypeClassifier):
-        model._check_fitted()
-        if model.genes_ is None:
-            raise ValueError("the model was fitted without gene names (use fit_adata or fit(..., gene_names=...)); "
-                             "annotate aligns genes by name")
-        Z, n_found = model._aligned_features(X, names, "adata", min_overlap, stacklevel=6, checked=True)
-        return model.predict_proba(None, _features=Z), n_found, len(model.genes_)
-    if not hasattr(model, "classes_"):
-        raise NotFittedError(f"this {type(model).__name__} is not fitted yet; fit it (or pass reference= to annotate "
-                             f"to train it there)")
-    if getattr(model, "counts", True) is False:
-        raise ValueError(f"{type(model).__name__} was built with counts=False, but annotate gives models raw counts; "
-                         f"use counts=True")
-    known, used = _model_genes(model)
-    if known is None:
-        raise ValueError(f"the {type(model).__name__} was fitted without gene names (fit(X, y, gene_names=...), a "
-                         f"DataFrame or an AnnData); annotate aligns genes by name")
-    present = pd.Index(names)
-    n_model = len(used)
-    n_found = int(pd.Index(used).isin(present).sum())
-    if n_found < max(1, int(np.ceil(min_overlap * n_model))):
-        raise ValueError(f"only {n_found} of the model's {n_model} genes are in adata's gene names (need >= "
-                         f"{min_overlap:.0%}); are the gene names the same kind (symbols vs Ensembl ids) and the same "
-                         f"species? Or train on the shared genes: annotate(adata, reference=ref, model=...)")
-    if n_found < n_model:
-        missing = [g for g in used if g not in set(present)]
-        warnings.warn(f"{n_model - n_found} of the model's {n_model} genes are missing from adata "
-                      f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); they are filled with zeros",
-                      UserWarning, stacklevel=5)
-    if names != known:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # counted above, among the genes the model uses
-            X, _ = align_genes(X, names, known, "adata", min_overlap=0.0)
-    if "gene_names" in inspect.signature(model.predict_proba).parameters:
-        proba = model.predict_proba(X, gene_names=known)
-    else:
-        proba = model.predict_proba(pd.DataFrame(X.toarray() if sp.issparse(X) else X, columns=known))
-    return np.asarray(proba), n_found, n_model
 
 
 def _resolve_model(model, reference, genes, *, label_key, layer, min_shared_genes, params, seed, device):
@@ -110,13 +64,14 @@ def _h5_safe(d: dict) -> dict:
 @validate_params({**REFERENCE_CONSTRAINTS, "key_added": str, "min_overlap": Interval(float, 0, 1, closed="right"),
                   "copy": bool, "threshold": [None, Interval(float, 0, 1)], "majority_voting": bool,
                   "resolution": [None, Interval(float, 0, None, closed="neither")], "min_prop": Interval(float, 0, 1),
-                  "cluster_method": Options("louvain", "leiden")})
+                  "cluster_method": Options("louvain", "leiden"), "chunk_size": [None, Interval(int, 1, None)],
+                  "progress": [None, bool]})
 def annotate(adata, model=None, key_added: str = "predicted_cell_type", layer: str | None = "counts",
              min_overlap: float = 0.5, copy: bool = False, *, reference=None, label_key: str = "cell_type",
              threshold: float | None = None, majority_voting: bool = False, over_clustering=None,
              resolution: float | None = None, min_prop: float = 0.0, cluster_method: str = "louvain",
              min_shared_genes: int = MIN_SHARED_GENES, params: dict | None = None, seed: int = 0,
-             device: str = "auto"):
+             device: str = "auto", chunk_size: int | None = DEFAULT_CHUNK_SIZE, progress: bool | None = None):
     """Predict cell types for the cells of ``adata`` (raw counts; ``layers[layer]`` else ``X``).
 
     ``model``:
@@ -131,10 +86,9 @@ def annotate(adata, model=None, key_added: str = "predicted_cell_type", layer: s
       see :func:`make_model`) or an unfitted estimator, trained here by :func:`fit_reference` on the genes
       ``adata`` shares with the reference (at least ``min_shared_genes``), with ``seed``.
 
-    Genes are matched by name.  Model genes missing from ``adata`` are filled with zeros and counted in
-    a warning; if fewer than ``min_overlap`` (a share of the model's genes) are present, a ``ValueError``
-    is raised.  Library sizes (log1p transform) are sums over ``adata``'s genes among the model's input
-    genes, as at training (see :class:`CellTypeClassifier`).
+    Genes are matched by name.  Model genes missing from ``adata`` are zeros (counted in a warning); fewer
+    than ``min_overlap`` (a share of the model's genes) present is a ``ValueError``.  Library sizes (log1p
+    transform) are sums over ``adata``'s genes among the model's input genes, as at training.
 
     Writes ``obs[key_added]`` (label), ``obs[key_added + "_confidence"]`` (the top class probability) and
     ``uns[key_added]`` (model, genes found / missing, cells unassigned, how the model was had).
@@ -147,29 +101,41 @@ def annotate(adata, model=None, key_added: str = "predicted_cell_type", layer: s
     cell, which turns majority voting on) and every cell of a cluster gets the cluster's majority label
     (:func:`majority_vote`; ``"Unassigned"`` takes part, a majority below ``min_prop`` gives
     ``"Heterogeneous"``): ``obs[key_added + "_majority_voting"]`` and ``obs[key_added + "_over_clustering"]``.
+    ``chunk_size``: cells aligned and predicted at a time (``None``: all), so memory follows the block; the
+    labels are the same.  A backed AnnData's ``X`` is read block by block (``layer=None``); for a file of any
+    size, :func:`annotate_file`.  ``progress``: a bar over the blocks (``None``: when there are several).
     Returns ``adata`` (or the copy).
     """
     _check_annotate_args(adata, key_added)
     names = list(map(str, adata.var_names))
     clusters = _given_clusters(adata, over_clustering)
     majority_voting = majority_voting or clusters is not None
-    uses_layer = bool(layer) and layer in adata.layers
-    X = _counts_matrix(adata.layers[layer] if uses_layer else adata.X,
-                       "adata counts" + (f" (layers[{layer!r}])" if uses_layer else " (X)"))
+    uses_layer, M, what = _counts_source(adata, layer)
     model, source = _resolve_model(model, reference, names, label_key=label_key, layer=layer,
                                    min_shared_genes=min_shared_genes, params=params, seed=seed, device=device)
-    proba, n_found, n_model = _predict_by_name(model, X, names, float(min_overlap))
-    if copy:
-        adata = adata.copy()
-    labels, conf, categories = _write_labels(adata, key_added, model, proba, threshold)
+    top, conf, n_found, n_model = predict_in_chunks(model, lambda a, b: M[a:b], adata.n_obs, names, min_overlap,
+                                                    chunk_size=chunk_size, progress=progress, what=what)
+    adata = adata.copy() if copy else adata
+    labels, categories = _write_labels(adata, key_added, model, top, conf, threshold)
     info = _annotation_info(model, labels, n_found, n_model, len(names), layer=layer if uses_layer else "X",
                             threshold=threshold, majority_voting=majority_voting, source=source)
     if majority_voting:
+        X = _counts_matrix(M[:] if getattr(adata, "isbacked", False) and not uses_layer else M, what)
         info["over_clustering"] = _write_majority_vote(adata, key_added, X, labels, conf, clusters, categories,
                                                        min_prop, resolution=resolution, method=cluster_method,
                                                        seed=seed)
     adata.uns[key_added] = _h5_safe(info)
     return adata
+
+
+def _counts_source(adata, layer):
+    """``(whether layers[layer] is used, the counts matrix (maybe backed), its description)``."""
+    uses_layer = bool(layer) and layer in adata.layers
+    M = adata.layers[layer] if uses_layer else adata.X
+    what = "adata counts" + (f" (layers[{layer!r}])" if uses_layer else " (X)")
+    if M is None or len(getattr(M, "shape", ())) != 2 or 0 in M.shape:
+        _counts_matrix(M, what)                             # the usual message for a missing / empty matrix
+    return uses_layer, M, what
 
 
 def _annotation_info(model, labels, n_found: int, n_model: int, n_query: int, *, layer: str, threshold,
@@ -208,17 +174,22 @@ def _given_clusters(adata, over_clustering):
     return clusters
 
 
-def _write_labels(adata, key_added: str, model, proba, threshold):
-    """``obs[key_added]`` (top class, or Unassigned below ``threshold``) and its confidence."""
+def _label_columns(model, top, conf, threshold):
+    """``(labels, categories)``: the text label of class index ``top`` per cell, ``"Unassigned"`` where
+    ``conf`` is below ``threshold``; the categories are the model's classes (+ Unassigned)."""
     classes = np.asarray(model.classes_).astype(str)
-    conf = proba.max(1)
-    labels = classes[proba.argmax(1)]
+    labels = classes[top]
     if threshold is not None:
         labels = np.where(conf < float(threshold), UNASSIGNED, labels)
-    categories = list(dict.fromkeys([*classes, *([UNASSIGNED] if threshold is not None else [])]))
+    return labels, list(dict.fromkeys([*classes, *([UNASSIGNED] if threshold is not None else [])]))
+
+
+def _write_labels(adata, key_added: str, model, top, conf, threshold):
+    """``obs[key_added]`` (top class, or Unassigned below ``threshold``) and its confidence."""
+    labels, categories = _label_columns(model, top, conf, threshold)
     adata.obs[key_added] = pd.Categorical(labels, categories=categories)
     adata.obs[f"{key_added}_confidence"] = conf
-    return labels, conf, categories
+    return labels, categories
 
 
 def _write_majority_vote(adata, key_added: str, X, labels, conf, clusters, categories, min_prop, *, resolution,
