@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 _SUBMODULES = frozenset({
     "annotation", "baselines", "book", "chapter", "claims", "cli", "comparison", "config", "datasets",
     "enrichment", "fsutil", "layout", "metrics", "models", "nbtools", "parallel", "plots", "preprocess",
-    "report", "results", "runner", "splits", "sweeps", "train", "validation",
+    "report", "results", "runner", "scaling", "splits", "sweeps", "train", "validation",
 })
 
 # Functions and classes reachable as ``cellbook.<name>``: name -> defining module.

@@ -207,3 +207,31 @@ def split_comparison(df: pd.DataFrame, x: str = "split", metrics=("accuracy", "f
     fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), frameon=False)
     fig.suptitle(wrap_title(title, size=12), fontweight="bold")
     return fig
+
+
+def annotation_scaling(table: pd.DataFrame, machine: str = "", labels: dict | None = None):
+    """Time (left) and peak memory (right) of annotating against query cells, one line per method, log axes;
+    ``table``: :func:`cellbook.scaling.scaling_table` rows (the ``predict`` stage, those that finished).
+    ``labels``: method -> legend text.  ``machine`` goes under the title."""
+    done = table[(table["stage"] == "predict") & (table["status"] == "ok")]
+    if done.empty:
+        raise ValueError("no finished annotation run to plot")
+    fig, axes = plt.subplots(1, 2, figsize=column_size(0.5), layout="constrained")
+    colours = sns.color_palette(PALETTE)
+    for i, (method, grp) in enumerate(done.groupby("method", sort=False)):
+        grp = grp.sort_values("cells")
+        name = (labels or {}).get(method, method)
+        for ax, col in zip(axes, ("seconds", "peak_rss_gb")):
+            ax.plot(grp["cells"], grp[col], marker="o", color=colours[i % len(colours)], label=name)
+    for ax, ylabel in zip(axes, ("wall time (s)", "peak memory (GB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("query cells (resampled)")
+        ax.set_ylabel(ylabel)
+        readable_log_axis(ax, "x")
+        ax.grid(True, which="major", alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=1, frameon=False)
+    title = wrap_title("Annotating a query: time and memory against cells", size=11)
+    fig.suptitle(title + (f"\n{wrap_title(machine, size=9)}" if machine else ""), fontweight="bold")
+    return fig
