@@ -27,6 +27,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .annotation import H5adCounts, annotate_file, fit_reference, save_model
+from .baselines._celltypist_model import _celltypist_session
+from .fsutil import atomic_path
+from .metrics import classification
+from .preprocess.scrna import log_normalize
 from .validation import PATH, SEED, Interval, validate_params
 
 #: What each method does at fit and at predict (names as the table prints them).
@@ -68,8 +73,6 @@ def write_resampled(path, adata, n: int, seed: int = 0, label_key: str = "cell_t
     ``uns['resampled']``); an existing file of the same recipe is kept.  Returns the path."""
     import anndata as ad
     import h5py
-
-    from .fsutil import atomic_path
 
     path = Path(path)
     recipe = {"n": int(n), "seed": int(seed), "from_cells": int(adata.n_obs), "source": source,
@@ -156,8 +159,6 @@ def _labels_of(path, label_key: str = "cell_type") -> np.ndarray:
 
 
 def _scores(truth, pred) -> dict:
-    from .metrics import classification
-
     m = classification(np.asarray(truth).astype(str), np.asarray(pred).astype(str))
     return {"accuracy": round(float(m["accuracy"]), 4), "f1_macro": round(float(m["f1_macro"]), 4)}
 
@@ -166,16 +167,12 @@ def _celltypist_input(X, var_names):
     """Log1p of counts per 10k, dense (CellTypist's scaling makes it dense anyway), as an AnnData."""
     import anndata as ad
 
-    from .preprocess.scrna import log_normalize
-
     a = ad.AnnData(np.asarray(log_normalize(sp.csr_matrix(X, dtype=np.float32), 1e4).toarray()))
     a.var_names = list(var_names)
     return a
 
 
 def _celltypist_predict(model_path, X, var_names, seed: int = 0) -> np.ndarray:
-    from .baselines._celltypist_model import _celltypist_session
-
     with _celltypist_session(seed) as ct:
         result = ct.annotate(_celltypist_input(X, var_names), model=str(model_path), mode="best match")
     return result.predicted_labels["predicted_labels"].astype(str).to_numpy()
@@ -183,8 +180,6 @@ def _celltypist_predict(model_path, X, var_names, seed: int = 0) -> np.ndarray:
 
 def _fit(job: dict) -> dict:
     """Train ``job["method"]`` on the reference file, save it to ``job["model"]``; score the held-out cells."""
-    from .annotation import H5adCounts, annotate_file, fit_reference, save_model
-
     method, ref = job["method"], job["reference"]
     t0 = time.perf_counter()
     if method.startswith("cellbook"):
@@ -195,8 +190,6 @@ def _fit(job: dict) -> dict:
         save_model(model, job["model"])
         pred = annotate_file(job["heldout"], model=model, progress=False)["predicted_cell_type"]
     else:
-        from .baselines._celltypist_model import _celltypist_session
-
         with H5adCounts(ref) as counts:
             X, genes = counts.rows(0, counts.n_obs), counts.var_names
         settings = celltypist_settings(X.shape[0])
@@ -215,8 +208,6 @@ def _fit(job: dict) -> dict:
 def _sparse_log(X, genes):
     import anndata as ad
 
-    from .preprocess.scrna import log_normalize
-
     a = ad.AnnData(sp.csr_matrix(log_normalize(sp.csr_matrix(X, dtype=np.float32), 1e4)))
     a.var_names = list(genes)
     return a
@@ -233,8 +224,6 @@ def celltypist_settings(n_cells: int) -> dict:
 
 def _predict(job: dict) -> dict:
     """Annotate the query file with the saved model; time it; score against the query's labels."""
-    from .annotation import H5adCounts, annotate_file
-
     method, query = job["method"], job["query"]
     t0 = time.perf_counter()
     if method.startswith("cellbook"):
@@ -334,8 +323,6 @@ def annotation_scaling(adata, workdir, reference_sizes=(None,), query_sizes=(10_
 
 
 def _write_real(adata, path: Path) -> None:
-    from .fsutil import atomic_path
-
     if not path.is_file():
         a = adata.copy()
         if "counts" in a.layers:

@@ -20,6 +20,7 @@ from cellbook.baselines import (
     CellTypistClassifier,
     HVGGradientBoosting,
     HVGLogisticRegression,
+    LinearSVMClassifier,
     TunedLogisticRegression,
 )
 from cellbook.comparison import StackedEnsemble
@@ -48,7 +49,8 @@ def _counts_baselines():
     return [HVGLogisticRegression(n_top_genes=None), PCAKNN(n_top_genes=None, n_pcs=2, k=3),
             TunedLogisticRegression(n_top_genes=None, param_grid={"C": (0.1, 1.0)}, n_folds=2),
             HVGGradientBoosting(n_top_genes=None, max_iter=10, early_stopping_rounds=3, n_jobs=1),
-            CellTypistClassifier(n_jobs=1)]
+            CellTypistClassifier(n_jobs=1),
+            LinearSVMClassifier(n_top_genes=None, param_grid={"C": (0.1, 1.0)}, n_folds=2)]
 
 
 #: The checks that fit on the check's own data, which are not integer counts (or, for the positive-only
@@ -108,6 +110,7 @@ def _all():
             TunedLogisticRegression(n_top_genes=20, param_grid={"C": (0.1, 1.0)}, n_folds=2),
             HVGGradientBoosting(n_top_genes=20, max_iter=20, early_stopping_rounds=3, n_jobs=1),
             CellTypistClassifier(n_jobs=1, with_mean=False),
+            LinearSVMClassifier(n_top_genes=20, param_grid={"C": (0.1, 1.0)}, n_folds=2),
             StackedEnsemble({"lr": counts_lr, "knn": counts_knn}, n_folds=2)]
 
 

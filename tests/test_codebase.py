@@ -30,7 +30,7 @@ LAYERS = [
      "cellbook.datasets", "cellbook.preprocess", "cellbook.models", "cellbook.parallel"},
     {"cellbook.train"},
     {"cellbook.baselines", "cellbook.annotation", "cellbook.models.vision"},
-    {"cellbook.comparison", "cellbook.sweeps"},
+    {"cellbook.comparison", "cellbook.sweeps", "cellbook.scaling"},
     {"cellbook.plots", "cellbook.claims", "cellbook.nbtools", "cellbook.chapter", "cellbook.book",
      "cellbook.sphinx_ext"},
     {"cellbook.runner", "cellbook.cli"},

@@ -22,6 +22,9 @@ from cellbook.baselines import (
     CellTypistClassifier,
     HVGGradientBoosting,
     HVGLogisticRegression,
+    LinearSVMClassifier,
+    ScanviClassifier,
+    SingleRClassifier,
     TunedLogisticRegression,
 )
 from cellbook.comparison import StackedEnsemble
@@ -41,7 +44,8 @@ def _knn(seed):
 
 ESTIMATORS = [CellTypeClassifier("mlp", max_epochs=2, device="cpu"), HVGLogisticRegression(), PCAKNN(),
               TunedLogisticRegression(), HVGGradientBoosting(), CellTypistClassifier(),
-              StackedEnsemble({"lr": _lr, "knn": _knn})]
+              StackedEnsemble({"lr": _lr, "knn": _knn}), LinearSVMClassifier(), ScanviClassifier(),
+              SingleRClassifier()]
 NAME = {id(e): type(e).__name__ for e in ESTIMATORS}
 
 
@@ -99,6 +103,9 @@ def test_the_classifier_reuses_the_trainer_constraints():
     (ESTIMATORS[5], "seed", -1, "an integer in [0, 4294967296)"),
     (ESTIMATORS[6], "n_folds", 1, "an integer >= 2"),
     (ESTIMATORS[6], "factories", ["lr", "knn"], "a dict"),
+    (ESTIMATORS[7], "tol", 0.0, "a number > 0"),
+    (ESTIMATORS[8], "accelerator", "tpu", "one of 'auto', 'cpu', 'gpu'"),
+    (ESTIMATORS[9], "quantile", 1.5, "a number in [0, 1]"),
 ], ids=lambda v: v if isinstance(v, str) and " " not in v else None)
 def test_a_wrong_value_is_refused_before_any_work(est, param, value, allowed):
     msg = _refused(est, param, value)
@@ -111,6 +118,7 @@ def test_a_wrong_value_is_refused_before_any_work(est, param, value, allowed):
     (ESTIMATORS[0], "model_kwargs", {"chunks": 50}, "no member constructor takes 'chunks'"),
     (ESTIMATORS[3], "param_grid", {"gamma": [1]}, "param_grid has unknown key"),
     (ESTIMATORS[3], "param_grid", {"C": [-1]}, r"param_grid\['C'\] has the invalid value -1"),
+    (ESTIMATORS[7], "param_grid", {"gamma": [1]}, "param_grid has unknown key"),
     (ESTIMATORS[6], "factories", {"lr": _lr}, "at least 2 member names"),
     (ESTIMATORS[6], "factories", {"lr": _lr, "knn": "knn"}, "not callable: knn"),
 ])

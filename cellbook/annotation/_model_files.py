@@ -25,6 +25,8 @@ TRUSTED_TYPES = frozenset({
     "cellbook.baselines._expression.PCAKNN",
     "cellbook.baselines._tuned.TunedLogisticRegression",
     "cellbook.baselines._tuned.HVGGradientBoosting",
+    "cellbook.baselines._linear_svm.LinearSVMClassifier",
+    "sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration",   # the SVM's calibration
     "cellbook.baselines._celltypist_model.CellTypistClassifier",
     "cellbook.baselines._celltypist_model._OvRLogisticRegression",
     "celltypist.models.Model",

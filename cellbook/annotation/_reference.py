@@ -10,6 +10,7 @@ from ..baselines import (
     CellTypistClassifier,
     HVGGradientBoosting,
     HVGLogisticRegression,
+    LinearSVMClassifier,
     TunedLogisticRegression,
 )
 from ..validation import SEED, Interval, validate_params
@@ -17,9 +18,10 @@ from ._classifier import ARCHITECTURES, CellTypeClassifier
 from ._data import MIN_SHARED_GENES, _check_reference, _counts_matrix, _reference_data, load_reference
 
 # Method names that annotate / fit_reference / `cellbook annotate --method` train on a reference.
-METHODS = ("logreg", "logreg_scaled", "gbm", "celltypist", "knn", *ARCHITECTURES)
+METHODS = ("logreg", "logreg_scaled", "gbm", "celltypist", "knn", "linear_svm", *ARCHITECTURES)
 _BASELINE_METHODS = {"logreg": TunedLogisticRegression, "logreg_scaled": HVGLogisticRegression,
-                     "gbm": HVGGradientBoosting, "celltypist": CellTypistClassifier, "knn": PCAKNN}
+                     "gbm": HVGGradientBoosting, "celltypist": CellTypistClassifier, "knn": PCAKNN,
+                     "linear_svm": LinearSVMClassifier}
 
 
 #: What :func:`fit_reference` (and :func:`~cellbook.annotation.annotate`, which passes them on) takes.

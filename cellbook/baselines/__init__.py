@@ -6,8 +6,13 @@
 - :class:`TunedLogisticRegression` -- what a careful user runs: log1p counts per ``target_sum``, HVGs of the
   training cells, *unscaled*, multinomial logistic regression whose ``C`` (and optionally class weights,
   ``target_sum``, ``n_top_genes``) is chosen by stratified inner K-fold CV on the training cells only.
+- :class:`LinearSVMClassifier` -- the winner of Abdelaal et al. (2019): a linear SVM on the same features, its
+  ``C`` chosen by inner CV on the training cells, probabilities from a sigmoid calibration on the inner folds.
 - :class:`HVGGradientBoosting` -- LightGBM on log1p CP10k of the training cells' HVGs, early stopping on a
   stratified validation split of the training cells, then refitted on all of them.
+- :class:`ScanviClassifier`, :class:`SingleRClassifier` -- optional (``pip install 'cellbook[anchors]'``): scANVI
+  (scvi-tools) and SingleR (BiocPy's ``singler``), trained on the training cells; their package is imported when
+  they are fitted, and :func:`missing_package` says (importing nothing) whether it is installed.
 - :class:`CellTypistClassifier` -- the real ``celltypist`` package (``celltypist.train`` / ``annotate``),
   optionally with its over-clustering + majority voting.
 - :func:`reconstruction_mse` -- PCA / NMF / kernel-PCA reconstruction error at a given dimension;
@@ -22,11 +27,15 @@ labels are checked for missing values and keep their own type (integers in, inte
 gives its values).  Each declares its parameters' constraints (``_parameter_constraints``), which ``fit``
 checks before any work: a wrong value is a :class:`cellbook.validation.InvalidParameterError` naming it.
 """
+from ._anchors import ANCHORS, ScanviClassifier, SingleRClassifier, make_anchor, missing_package
 from ._celltypist_model import CellTypistClassifier, celltypist_over_clustering
 from ._expression import PCAKNN, HVGLogisticRegression, torch_threads
+from ._linear_svm import LINEAR_SVM_GRID, LinearSVMClassifier
 from ._reconstruction import code_classifier, logistic_all_genes, pca_classifier, reconstruction_mse
 from ._tuned import TUNED_LR_GRID, TUNED_LR_WIDE_GRID, HVGGradientBoosting, TunedLogisticRegression
 
-__all__ = ["CellTypistClassifier", "HVGGradientBoosting", "HVGLogisticRegression", "PCAKNN", "TUNED_LR_GRID",
+__all__ = ["ANCHORS", "CellTypistClassifier", "HVGGradientBoosting", "HVGLogisticRegression", "LINEAR_SVM_GRID",
+           "LinearSVMClassifier", "PCAKNN", "ScanviClassifier", "SingleRClassifier", "TUNED_LR_GRID",
            "TUNED_LR_WIDE_GRID", "TunedLogisticRegression", "celltypist_over_clustering", "code_classifier",
-           "logistic_all_genes", "pca_classifier", "reconstruction_mse", "torch_threads"]
+           "logistic_all_genes", "make_anchor", "missing_package", "pca_classifier", "reconstruction_mse",
+           "torch_threads"]

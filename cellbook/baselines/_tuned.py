@@ -29,12 +29,12 @@ _GRID_VALID = {"C": lambda x: isinstance(x, (int, float)) and not isinstance(x, 
                "n_top_genes": lambda x: x is None or (isinstance(x, (int, np.integer)) and x > 0)}
 
 
-def _check_grid(grid) -> dict:
+def _check_grid(grid, example: dict = TUNED_LR_GRID) -> dict:
     """``{key: tuple of values}`` for the keys of :data:`_GRID_KEYS`; an ``InvalidParameterError`` (a
-    ``ValueError``) naming the key and value otherwise."""
+    ``ValueError``) naming the key and value otherwise (``example``: the grid its message shows)."""
     if not isinstance(grid, dict) or not grid:
         raise InvalidParameterError(f"param_grid must be a non-empty dict of lists over {', '.join(_GRID_KEYS)}, "
-                                    f"e.g. {TUNED_LR_GRID}; got {grid!r}")
+                                    f"e.g. {example}; got {grid!r}")
     unknown = sorted(set(grid) - set(_GRID_KEYS))
     if unknown:
         raise InvalidParameterError(f"param_grid has unknown key(s) {', '.join(map(repr, unknown))}; "
@@ -77,41 +77,29 @@ def _rank(res: pd.DataFrame) -> pd.Index:
     return order.sort_values(["_a", "_f", "C", "_cw", "_ng", "target_sum"], kind="stable").index
 
 
-class TunedLogisticRegression(_ExpressionClassifier):
-    """Logistic regression as a careful user tunes it: unscaled log-normalised HVGs, ``C`` chosen by inner CV.
+class _InnerCVTuned(_ExpressionClassifier):
+    """The shared machinery of the linear baselines tuned by inner CV (:class:`TunedLogisticRegression`,
+    :class:`~cellbook.baselines.LinearSVMClassifier`).
 
     Features: ``log1p`` of counts per ``target_sum`` of the ``n_top_genes`` highly variable genes of the training
-    cells (sparse, *not* scaled).  Model: multinomial logistic regression (lbfgs on the CSR matrix).  The
-    candidates are the product of ``param_grid`` (keys ``C``, ``class_weight``, ``target_sum``,
-    ``n_top_genes``; a key left out keeps the constructor's value; ``None``: :data:`TUNED_LR_GRID`).  Each is
-    scored by stratified ``n_folds``-fold CV on the training cells only, with the HVGs chosen inside each inner
-    fold from that fold's training cells (no leakage); along ``C`` (ascending) the fits warm-start.  The winner
-    has the best mean inner accuracy, then macro-F1, then the smaller ``C`` / no class weights / fewer genes /
-    smaller ``target_sum``; it is refitted on all the training cells.
-
-    Attributes: ``best_params_`` (all four keys), ``best_score_`` (its mean inner accuracy), ``cv_results_``
-    (one row per candidate: the parameters, ``mean_/std_accuracy``, ``mean_/std_f1_macro``, ``split<k>_*``,
-    ``mean_fit_time``, ``mean_n_iter``, ``rank``), ``cv_folds_`` (the inner ``(train, validation)`` row indices
-    into the fitted cells), ``genes_`` (HVG column indices), ``model_``, ``classes_``, ``n_parameters_``,
-    ``n_iter_`` (the final model's iterations).
+    cells (sparse, *not* scaled).  The candidates are the product of ``param_grid`` (keys ``C``, ``class_weight``,
+    ``target_sum``, ``n_top_genes``; a key left out keeps the constructor's value; ``None``: the subclass's
+    ``_default_grid``).  Each is scored by stratified ``n_folds``-fold CV on the training cells only, with the HVGs
+    chosen inside each inner fold from that fold's training cells (no leakage).  The winner has the best mean inner
+    accuracy, then macro-F1, then the smaller ``C`` / no class weights / fewer genes / smaller ``target_sum``; it is
+    refitted on all the training cells.  A subclass gives ``_candidate(C, class_weight, warm_start)`` (the model an
+    inner fold fits), ``_final(Z, y, C, class_weight)`` (the fitted final model) and ``_size(model)``.
     """
 
+    # the constructor parameters that every subclass takes (TunedLogisticRegression's, as they are)
     _parameter_constraints = {"n_top_genes": [None, Interval(int, 1, None)],
                               "target_sum": Interval(float, 0, None, closed="neither"),
                               "C": Interval(float, 0, None, closed="neither"),
                               "class_weight": [None, Options("balanced"), dict], "param_grid": [None, dict],
                               "n_folds": Interval(int, 2, None), "max_iter": Interval(int, 1, None),
                               "tol": Interval(float, 0, None), "seed": SEED}
-
-    def __init__(self, n_top_genes: int | None = 2000, target_sum: float = 1e4, C: float = 0.1,
-                 class_weight=None, param_grid: dict | None = None, n_folds: int = 3, max_iter: int = 1000,
-                 tol: float = 1e-4, seed: int = 0):
-        self.n_top_genes, self.target_sum, self.C, self.class_weight = n_top_genes, target_sum, C, class_weight
-        self.param_grid, self.n_folds, self.max_iter, self.tol, self.seed = param_grid, n_folds, max_iter, tol, seed
-
-    def _lr(self, C, class_weight, warm_start=False):
-        return LogisticRegression(C=C, class_weight=class_weight, max_iter=self.max_iter, tol=self.tol,
-                                  warm_start=warm_start, random_state=self.seed)
+    _default_grid: dict = TUNED_LR_GRID
+    _folds_always = False     # whether the final model needs the inner folds too (then even with one candidate)
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -119,21 +107,24 @@ class TunedLogisticRegression(_ExpressionClassifier):
 
     def _grid(self) -> dict:
         """The checked candidates: ``param_grid`` over the constructor's values (checked by ``fit``)."""
-        grid = _check_grid(TUNED_LR_GRID if self.param_grid is None else self.param_grid)
+        grid = _check_grid(self._default_grid if self.param_grid is None else self.param_grid, self._default_grid)
         return {k: grid.get(k, (getattr(self, k),)) for k in _GRID_KEYS}
 
     def _fit(self, X, y):
         grid = self._grid()
         one = all(len(v) == 1 for v in grid.values())      # one candidate: nothing to choose, no inner CV
-        check_labels(y, n_folds=None if one else int(self.n_folds), what="y")
+        folds = self._folds_always or not one
+        check_labels(y, n_folds=int(self.n_folds) if folds else None, what="y")
         X = sp.csr_matrix(X, dtype=np.float32)
+        self.cv_folds_ = []
+        if folds:
+            skf = StratifiedKFold(n_splits=int(self.n_folds), shuffle=True, random_state=int(self.seed))
+            self.cv_folds_ = [(np.sort(a), np.sort(b)) for a, b in skf.split(np.zeros(len(y)), y)]
         if one:
             self.best_params_ = {k: grid[k][0] for k in _GRID_KEYS}
-            self.best_score_, self.cv_folds_ = float("nan"), []
+            self.best_score_ = float("nan")
             self.cv_results_ = pd.DataFrame([self.best_params_])
             return self._refit(X, y)
-        skf = StratifiedKFold(n_splits=int(self.n_folds), shuffle=True, random_state=int(self.seed))
-        self.cv_folds_ = [(np.sort(a), np.sort(b)) for a, b in skf.split(np.zeros(len(y)), y)]
         res = _cv_table(self._inner_scores(X, y, grid), grid)
         order = _rank(res)
         res["rank"] = 0
@@ -149,7 +140,8 @@ class TunedLogisticRegression(_ExpressionClassifier):
 
     def _inner_scores(self, X, y, grid: dict) -> dict:
         """``{(target_sum, n_top_genes, class-weight index, C): [per inner fold: accuracy, macro-F1, fit
-        time, iterations]}``; along ``C`` (ascending) each fit warm-starts from the previous one."""
+        time, iterations]}``; along ``C`` (ascending) each fit warm-starts from the previous one (where the
+        model can)."""
         classes = np.unique(y)
         Cs = sorted(set(grid["C"]))
         scores = {}
@@ -161,25 +153,24 @@ class TunedLogisticRegression(_ExpressionClassifier):
                     g = _hvg(Xa, ng)                        # HVGs of this fold's training cells only
                     Za, Zb = Xa[:, g], Xb[:, g]
                     for iw, cw in enumerate(grid["class_weight"]):
-                        lr = self._lr(Cs[0], cw, warm_start=True)
+                        model = self._candidate(Cs[0], cw, warm_start=True)
                         for C in Cs:
                             t0 = time.perf_counter()
-                            lr.set_params(C=C).fit(Za, y[a])
+                            model.set_params(C=C).fit(Za, y[a])
                             dt = time.perf_counter() - t0
-                            m = classification(y[b], lr.predict(Zb), labels=classes)
+                            m = classification(y[b], model.predict(Zb), labels=classes)
                             scores.setdefault((ts, ng, iw, C), []).append(
                                 {"accuracy": m["accuracy"], "f1_macro": m["f1_macro"], "fit_time": dt,
-                                 "n_iter": int(np.max(lr.n_iter_))})
+                                 "n_iter": int(np.max(model.n_iter_))})
         return scores
 
     def _refit(self, X, y):
         """Fit the chosen candidate on every training cell."""
         Xl = log_normalize(X, self.best_params_["target_sum"])
         self.genes_ = _hvg(Xl, self.best_params_["n_top_genes"])
-        self.model_ = self._lr(self.best_params_["C"], self.best_params_["class_weight"]).fit(Xl[:, self.genes_], y)
+        self.model_ = self._final(Xl[:, self.genes_], y, self.best_params_["C"], self.best_params_["class_weight"])
         self.classes_ = self.model_.classes_
-        self.n_parameters_ = int(self.model_.coef_.size + self.model_.intercept_.size)
-        self.n_iter_ = self.model_.n_iter_
+        self.n_parameters_, self.n_iter_ = self._size(self.model_)
 
     def __getstate__(self):
         """The state with ``cv_results_`` as plain columns (model files store no pandas objects)."""
@@ -206,6 +197,43 @@ class TunedLogisticRegression(_ExpressionClassifier):
 
     def _proba(self, X):
         return self.model_.predict_proba(_log_hvg(X, self.best_params_["target_sum"], self.genes_))
+
+
+class TunedLogisticRegression(_InnerCVTuned):
+    """Logistic regression as a careful user tunes it: unscaled log-normalised HVGs, ``C`` chosen by inner CV.
+
+    Features: ``log1p`` of counts per ``target_sum`` of the ``n_top_genes`` highly variable genes of the training
+    cells (sparse, *not* scaled).  Model: multinomial logistic regression (lbfgs on the CSR matrix).  The
+    candidates are the product of ``param_grid`` (keys ``C``, ``class_weight``, ``target_sum``,
+    ``n_top_genes``; a key left out keeps the constructor's value; ``None``: :data:`TUNED_LR_GRID`).  Each is
+    scored by stratified ``n_folds``-fold CV on the training cells only, with the HVGs chosen inside each inner
+    fold from that fold's training cells (no leakage); along ``C`` (ascending) the fits warm-start.  The winner
+    has the best mean inner accuracy, then macro-F1, then the smaller ``C`` / no class weights / fewer genes /
+    smaller ``target_sum``; it is refitted on all the training cells.
+
+    Attributes: ``best_params_`` (all four keys), ``best_score_`` (its mean inner accuracy), ``cv_results_``
+    (one row per candidate: the parameters, ``mean_/std_accuracy``, ``mean_/std_f1_macro``, ``split<k>_*``,
+    ``mean_fit_time``, ``mean_n_iter``, ``rank``), ``cv_folds_`` (the inner ``(train, validation)`` row indices
+    into the fitted cells), ``genes_`` (HVG column indices), ``model_``, ``classes_``, ``n_parameters_``,
+    ``n_iter_`` (the final model's iterations).
+    """
+
+    def __init__(self, n_top_genes: int | None = 2000, target_sum: float = 1e4, C: float = 0.1,
+                 class_weight=None, param_grid: dict | None = None, n_folds: int = 3, max_iter: int = 1000,
+                 tol: float = 1e-4, seed: int = 0):
+        self.n_top_genes, self.target_sum, self.C, self.class_weight = n_top_genes, target_sum, C, class_weight
+        self.param_grid, self.n_folds, self.max_iter, self.tol, self.seed = param_grid, n_folds, max_iter, tol, seed
+
+    def _candidate(self, C, class_weight, warm_start=False):
+        return LogisticRegression(C=C, class_weight=class_weight, max_iter=self.max_iter, tol=self.tol,
+                                  warm_start=warm_start, random_state=self.seed)
+
+    def _final(self, Z, y, C, class_weight):
+        return self._candidate(C, class_weight).fit(Z, y)
+
+    @staticmethod
+    def _size(model) -> tuple[int, np.ndarray]:
+        return int(model.coef_.size + model.intercept_.size), model.n_iter_
 
 
 def _n_tree_parameters(booster) -> int:

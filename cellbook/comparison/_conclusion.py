@@ -93,8 +93,54 @@ def chapter_figures(name: str) -> dict | None:
 
 
 #: The rows of Part I's conclusion table (chapter I.6), in order.
-CONCLUSION_MODELS = [STACKED, BASELINE, "Gradient boosting (HVGs)", "CellTypist", "Regularised MLP ensemble",
-                     "CNN ensemble (joint)", "CNN ensemble (joint) (tuned)", "CNN", "kNN on PCA"]
+CONCLUSION_MODELS = [STACKED, BASELINE, "Linear SVM (calibrated)", "Gradient boosting (HVGs)", "CellTypist",
+                     "scANVI", "SingleR", "Regularised MLP ensemble", "CNN ensemble (joint)",
+                     "CNN ensemble (joint) (tuned)", "CNN", "kNN on PCA"]
+
+#: The family of each model of the zoo that is not one of its deep classifiers (those are "deep classifier").
+FAMILIES = {BASELINE: "linear", "Logistic regression (scaled)": "linear", "Linear SVM (calibrated)": "linear",
+            "CellTypist": "linear", "CellTypist + majority voting": "linear",
+            "Gradient boosting (HVGs)": "boosted trees", "kNN on PCA": "nearest neighbours",
+            "SingleR": "correlation to references", "scANVI": "deep generative (scvi-tools)",
+            STACKED: "stacked ensemble"}
+
+
+def model_family(name: str) -> str:
+    """The family of a zoo model: "deep classifier" (the paper's models and the book's MLPs), "linear",
+    "boosted trees", "nearest neighbours", "correlation to references", "deep generative (scvi-tools)",
+    "stacked ensemble" (or "other")."""
+    return "deep classifier" if is_deep_name(name) else FAMILIES.get(name, "other")
+
+
+def family_table(figures: dict, key: str = "acc", f1_key: str = "f1_macro") -> pd.DataFrame:
+    """Each model family's best model in a chapter's recorded figures (``<key>::<model>`` = [mean, SD]; chapter
+    I.3's ``acc`` / ``f1_macro``, or I.5's ``accuracy_heldout`` / ``f1_macro_heldout``): one row per family,
+    best first (by mean accuracy), with ``family``, ``model``, ``accuracy``, ``accuracy_sd``, ``f1_macro``; the
+    stacked ensemble, which mixes families, is left out."""
+    rows = []
+    for k, (mean, sd) in ((k, v) for k, v in figures.items() if k.startswith(f"{key}::")):
+        name = k.split("::", 1)[1]
+        if model_family(name) != "stacked ensemble":
+            f1 = figures.get(f"{f1_key}::{name}", [np.nan])[0]
+            rows.append({"family": model_family(name), "model": name, "accuracy": float(mean),
+                         "accuracy_sd": float(sd or 0.0), "f1_macro": float(f1)})
+    if not rows:
+        return pd.DataFrame(columns=["family", "model", "accuracy", "accuracy_sd", "f1_macro"])
+    table = pd.DataFrame(rows).sort_values(["accuracy", "f1_macro"], ascending=False, kind="stable")
+    return table.drop_duplicates("family").reset_index(drop=True)
+
+
+def family_verdict(figures: dict, key: str = "acc", f1_key: str = "f1_macro") -> dict | None:
+    """Which family wins in a chapter's figures (see :func:`family_table`): ``winner`` and ``runner_up`` (rows
+    of the table as dicts), ``margin`` (their accuracy difference) and ``level`` (whether it is within the seed
+    spread: the larger SD of the two models); ``table`` is the whole table.  None with fewer than two families."""
+    table = family_table(figures, key, f1_key)
+    if len(table) < 2:
+        return None
+    win, run = table.iloc[0].to_dict(), table.iloc[1].to_dict()
+    margin = win["accuracy"] - run["accuracy"]
+    return {"winner": win, "runner_up": run, "margin": float(margin),
+            "level": bool(margin <= max(win["accuracy_sd"], run["accuracy_sd"])), "table": table}
 
 
 def conclusion_table(t1: dict | None, ho: dict | None, names=None, paper: dict | None = None) -> pd.DataFrame:

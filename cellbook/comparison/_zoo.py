@@ -10,11 +10,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..annotation import CellTypeClassifier
 from ..baselines import (
+    ANCHORS,
     PCAKNN,
     CellTypistClassifier,
     HVGGradientBoosting,
     HVGLogisticRegression,
+    LinearSVMClassifier,
     TunedLogisticRegression,
+    make_anchor,
+    missing_package,
 )
 from ..models.ensemble import VotingEnsemble
 
@@ -51,7 +55,24 @@ BASELINES = {
     "celltypist": "CellTypist",
     "gbm": "Gradient boosting (HVGs)",
     "knn": "kNN on PCA",
+    "linear_svm": "Linear SVM (calibrated)",
+    "scanvi": "scANVI",
+    "singler": "SingleR",
 }
+#: The optional zoo entries (their package is an extra: ``pip install 'cellbook[anchors]'``): name -> kind.
+OPTIONAL = {BASELINES[kind]: kind for kind in ANCHORS}
+
+
+def skipped_models(include=None) -> dict:
+    """``{name: one-line note}`` for the optional zoo entries (scANVI, SingleR) that :func:`model_zoo` leaves out
+    because their package is not installed; only those ``include`` names (``None``: every optional entry)."""
+    names = OPTIONAL if include is None else [n for n in include if n in OPTIONAL]
+    notes = {}
+    for name in names:
+        why = missing_package(OPTIONAL[name])
+        if why:
+            notes[name] = f"{name} skipped: {why}"
+    return notes
 
 
 def deep_settings(params: dict, device: bool = True) -> dict:
@@ -76,7 +97,9 @@ def model_zoo(k: int = 5, include=None, grid=None, stack_members=None, stack_fol
     ``celltypist``: parameters of :class:`cellbook.baselines.CellTypistClassifier` (``None``: its
     defaults, i.e. CellTypist's own).  ``baseline_genes``: the HVGs of the training cells that the
     HVG-based baselines use (``None``: :data:`BASELINE_GENES`, a careful user's 2000; give the deep
-    models' ``n_genes`` for a comparison on the same genes).
+    models' ``n_genes`` for a comparison on the same genes).  The optional entries (scANVI, SingleR: the
+    ``anchors`` extra) are in it only when their package is installed; otherwise they are left out, also from
+    ``include``, and :func:`skipped_models` gives the note a chapter prints.
     """
     ct = dict(celltypist or {})
     hv = {"n_top_genes": int(baseline_genes)} if baseline_genes is not None else {}
@@ -101,7 +124,10 @@ def model_zoo(k: int = 5, include=None, grid=None, stack_members=None, stack_fol
                                                                shares=BASELINES["celltypist"]),
         BASELINES["gbm"]: dict(baseline="gbm", **hv),
         BASELINES["knn"]: dict(baseline="knn", **hv),
+        BASELINES["linear_svm"]: dict(baseline="linear_svm", **hv),
     }
+    skipped = skipped_models()
+    zoo.update({name: dict(baseline=kind, **hv) for name, kind in OPTIONAL.items() if name not in skipped})
     if stack_members:
         bad = [m for m in stack_members
                if m not in zoo and not (m.endswith(TUNED) and "grid" in zoo.get(m[: -len(TUNED)], {}))]
@@ -110,10 +136,11 @@ def model_zoo(k: int = 5, include=None, grid=None, stack_members=None, stack_fol
         zoo["Stacked ensemble"] = dict(stack=list(stack_members), n_folds=int(stack_folds))
     if include is not None:
         known = set(zoo) | {n + TUNED for n, s in zoo.items() if "grid" in s}
-        unknown = sorted(set(include) - known)
+        unknown = sorted(set(include) - known - set(skipped))
         if unknown:
             raise ValueError(f"unknown model(s) {', '.join(unknown)}; valid: {', '.join(zoo)}")
-        wanted = {n if n in zoo else n[: -len(TUNED)] for n in include}   # "X (tuned)" comes with a grid entry X
+        # "X (tuned)" comes with a grid entry X; an optional entry whose package is missing is left out
+        wanted = {n if n in zoo else n[: -len(TUNED)] for n in include if n not in skipped}
         for name in list(wanted):   # a shared entry or a stack needs its sources
             spec = zoo[name]
             wanted |= {spec["shares"]} if "shares" in spec else set()
@@ -136,7 +163,8 @@ BASELINE_GENES = 2000   # HVGs for the baselines, whatever the deep models get (
 
 
 def make_baseline(kind: str, seed: int = 0, **params):
-    """A fresh, unfitted baseline of kind ``logreg_tuned``, ``logreg_scaled``, ``celltypist``, ``gbm``, ``knn``."""
+    """A fresh, unfitted baseline of kind ``logreg_tuned``, ``logreg_scaled``, ``celltypist``, ``gbm``, ``knn``,
+    ``linear_svm``, or (when their package is installed) ``scanvi``, ``singler``."""
     hv = {"n_top_genes": BASELINE_GENES, **params}
     if kind == "logreg_tuned":
         return TunedLogisticRegression(seed=seed, **hv)
@@ -148,7 +176,12 @@ def make_baseline(kind: str, seed: int = 0, **params):
         return HVGGradientBoosting(seed=seed, **hv)
     if kind == "knn":
         return PCAKNN(seed=seed, **hv)
-    raise ValueError(f"unknown baseline {kind!r}; valid: logreg_tuned, logreg_scaled, celltypist, gbm, knn")
+    if kind == "linear_svm":
+        return LinearSVMClassifier(seed=seed, **hv)
+    if kind in ANCHORS:
+        return make_anchor(kind, seed=seed, **hv)
+    raise ValueError(f"unknown baseline {kind!r}; valid: logreg_tuned, logreg_scaled, celltypist, gbm, knn, "
+                     f"linear_svm, scanvi, singler")
 
 
 def _n_parameters(est) -> int:
