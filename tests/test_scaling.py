@@ -93,3 +93,22 @@ def test_ratios_are_to_the_celltypist_run_that_finished():
     assert table.loc[0, "time_vs_celltypist"] == pytest.approx(0.25)
     assert table.loc[0, "memory_vs_celltypist"] == pytest.approx(0.25)
     assert np.isnan(table.loc[1, "time_vs_celltypist"])
+
+
+@pytest.mark.parametrize("make", ["logreg", "svm"])
+def test_large_references_are_tuned_on_a_stratified_subsample_and_fitted_on_every_cell(make):
+    from cellbook.baselines import LinearSVMClassifier, TunedLogisticRegression
+
+    a = _cells(n=300)
+    y = a.obs["cell_type"].to_numpy()
+    cls = TunedLogisticRegression if make == "logreg" else LinearSVMClassifier
+    grid = {"C": [0.01, 0.1]}
+    small = cls(n_top_genes=30, param_grid=grid, max_tune_cells=90).fit(a.X, y)
+    assert small.n_tune_cells_ == 90
+    tuned = np.unique(np.concatenate([np.concatenate(f) for f in small.cv_folds_]))
+    assert len(tuned) == 90 and (pd.Series(y[tuned]).value_counts() == 30).all()    # each type keeps its share
+    whole = cls(n_top_genes=30, param_grid=grid, max_tune_cells=None).fit(a.X, y)
+    assert whole.n_tune_cells_ == 300 and len(np.concatenate(whole.cv_folds_[0])) == 300
+    assert (small.predict(a.X) == y).mean() > 0.9          # the final model is fitted on every cell
+    if make == "svm":                                       # calibrated on folds of every cell
+        assert sum(len(c.calibrators) for c in small.model_.calibrated_classifiers_) == 3 * 3

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
 from ..validation import Interval
@@ -45,9 +46,10 @@ class LinearSVMClassifier(_InnerCVTuned):
 
     def __init__(self, n_top_genes: int | None = 2000, target_sum: float = 1e4, C: float = 0.1,
                  class_weight=None, param_grid: dict | None = None, n_folds: int = 3, max_iter: int = 5000,
-                 tol: float = 1e-4, seed: int = 0):
+                 tol: float = 1e-4, seed: int = 0, max_tune_cells: int | None = 20_000):
         self.n_top_genes, self.target_sum, self.C, self.class_weight = n_top_genes, target_sum, C, class_weight
         self.param_grid, self.n_folds, self.max_iter, self.tol, self.seed = param_grid, n_folds, max_iter, tol, seed
+        self.max_tune_cells = max_tune_cells
 
     def _candidate(self, C, class_weight, warm_start=False):
         # liblinear has no warm start; dual="auto" picks the primal problem when there are more cells than genes
@@ -55,8 +57,11 @@ class LinearSVMClassifier(_InnerCVTuned):
                          random_state=self.seed)
 
     def _final(self, Z, y, C, class_weight):
-        return CalibratedClassifierCV(self._candidate(C, class_weight), method="sigmoid",
-                                      cv=list(self.cv_folds_)).fit(Z, y)
+        folds = list(self.cv_folds_)
+        if self.n_tune_cells_ < len(y):      # tuned on a subsample: calibrate on folds of every cell
+            skf = StratifiedKFold(n_splits=int(self.n_folds), shuffle=True, random_state=int(self.seed))
+            folds = [(np.sort(a), np.sort(b)) for a, b in skf.split(np.zeros(len(y)), y)]
+        return CalibratedClassifierCV(self._candidate(C, class_weight), method="sigmoid", cv=folds).fit(Z, y)
 
     @staticmethod
     def _size(model) -> tuple[int, int]:

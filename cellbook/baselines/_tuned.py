@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from ..metrics import classification
 from ..preprocess.scrna import log_normalize
@@ -87,8 +88,11 @@ class _InnerCVTuned(_ExpressionClassifier):
     ``_default_grid``).  Each is scored by stratified ``n_folds``-fold CV on the training cells only, with the HVGs
     chosen inside each inner fold from that fold's training cells (no leakage).  The winner has the best mean inner
     accuracy, then macro-F1, then the smaller ``C`` / no class weights / fewer genes / smaller ``target_sum``; it is
-    refitted on all the training cells.  A subclass gives ``_candidate(C, class_weight, warm_start)`` (the model an
-    inner fold fits), ``_final(Z, y, C, class_weight)`` (the fitted final model) and ``_size(model)``.
+    refitted on all the training cells.  With more than ``max_tune_cells`` training cells, the candidates are scored
+    on a stratified subsample of that many (``n_tune_cells_``), as CellTypist trains by mini-batches on large
+    references: the choice of ``C`` settles long before, and the final fit still sees every cell.  A subclass gives
+    ``_candidate(C, class_weight, warm_start)`` (the model an inner fold fits), ``_final(Z, y, C, class_weight)``
+    (the fitted final model) and ``_size(model)``.
     """
 
     # the constructor parameters that every subclass takes (TunedLogisticRegression's, as they are)
@@ -97,7 +101,8 @@ class _InnerCVTuned(_ExpressionClassifier):
                               "C": Interval(float, 0, None, closed="neither"),
                               "class_weight": [None, Options("balanced"), dict], "param_grid": [None, dict],
                               "n_folds": Interval(int, 2, None), "max_iter": Interval(int, 1, None),
-                              "tol": Interval(float, 0, None), "seed": SEED}
+                              "tol": Interval(float, 0, None), "seed": SEED,
+                              "max_tune_cells": [None, Interval(int, 10, None)]}
     _default_grid: dict = TUNED_LR_GRID
     _folds_always = False     # whether the final model needs the inner folds too (then even with one candidate)
 
@@ -111,15 +116,35 @@ class _InnerCVTuned(_ExpressionClassifier):
         return {k: grid.get(k, (getattr(self, k),)) for k in _GRID_KEYS}
 
     def _fit(self, X, y):
+        # OpenMP threads (scikit-learn's loss) as many as this process may use: with more, two notebooks or
+        # Dask workers side by side spin against each other (a fit 10x slower); the results are the same
+        with threadpool_limits(limits=max(1, torch_threads()), user_api="openmp"):
+            return self._fit_limited(X, y)
+
+    def _tuning_cells(self, y) -> np.ndarray:
+        """The rows the inner CV scores candidates on: every cell, or a stratified subsample of
+        ``max_tune_cells`` when there are more (seeded; each class keeps its share, at least ``n_folds``)."""
+        n, cap = len(y), self.max_tune_cells
+        if cap is None or n <= int(cap):
+            return np.arange(n)
+        rng = np.random.default_rng(int(self.seed))
+        classes, yi, counts = np.unique(y, return_inverse=True, return_counts=True)
+        take = np.maximum(np.minimum(counts, int(self.n_folds)), np.floor(counts * int(cap) / n).astype(int))
+        return np.sort(np.concatenate([rng.choice(np.flatnonzero(yi == k), t, replace=False)
+                                       for k, t in enumerate(take)]))
+
+    def _fit_limited(self, X, y):
         grid = self._grid()
         one = all(len(v) == 1 for v in grid.values())      # one candidate: nothing to choose, no inner CV
         folds = self._folds_always or not one
         check_labels(y, n_folds=int(self.n_folds) if folds else None, what="y")
         X = sp.csr_matrix(X, dtype=np.float32)
         self.cv_folds_ = []
+        tune = self._tuning_cells(y) if not one else np.arange(len(y))
+        self.n_tune_cells_ = len(tune)
         if folds:
             skf = StratifiedKFold(n_splits=int(self.n_folds), shuffle=True, random_state=int(self.seed))
-            self.cv_folds_ = [(np.sort(a), np.sort(b)) for a, b in skf.split(np.zeros(len(y)), y)]
+            self.cv_folds_ = [(tune[np.sort(a)], tune[np.sort(b)]) for a, b in skf.split(np.zeros(len(tune)), y[tune])]
         if one:
             self.best_params_ = {k: grid[k][0] for k in _GRID_KEYS}
             self.best_score_ = float("nan")
@@ -183,6 +208,7 @@ class _InnerCVTuned(_ExpressionClassifier):
 
     def __setstate__(self, state):
         state = dict(state)
+        state.setdefault("max_tune_cells", 20_000)        # a model saved before the parameter existed
         columns = state.pop("cv_results_columns_", None)
         super().__setstate__(state)
         if columns is not None:
@@ -215,14 +241,16 @@ class TunedLogisticRegression(_InnerCVTuned):
     (one row per candidate: the parameters, ``mean_/std_accuracy``, ``mean_/std_f1_macro``, ``split<k>_*``,
     ``mean_fit_time``, ``mean_n_iter``, ``rank``), ``cv_folds_`` (the inner ``(train, validation)`` row indices
     into the fitted cells), ``genes_`` (HVG column indices), ``model_``, ``classes_``, ``n_parameters_``,
-    ``n_iter_`` (the final model's iterations).
+    ``n_iter_`` (the final model's iterations), ``n_tune_cells_`` (the cells the inner CV used: at most
+    ``max_tune_cells``, a stratified subsample of larger references; ``None``: every cell).
     """
 
     def __init__(self, n_top_genes: int | None = 2000, target_sum: float = 1e4, C: float = 0.1,
                  class_weight=None, param_grid: dict | None = None, n_folds: int = 3, max_iter: int = 1000,
-                 tol: float = 1e-4, seed: int = 0):
+                 tol: float = 1e-4, seed: int = 0, max_tune_cells: int | None = 20_000):
         self.n_top_genes, self.target_sum, self.C, self.class_weight = n_top_genes, target_sum, C, class_weight
         self.param_grid, self.n_folds, self.max_iter, self.tol, self.seed = param_grid, n_folds, max_iter, tol, seed
+        self.max_tune_cells = max_tune_cells
 
     def _candidate(self, C, class_weight, warm_start=False):
         return LogisticRegression(C=C, class_weight=class_weight, max_iter=self.max_iter, tol=self.tol,
