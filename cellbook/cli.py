@@ -334,8 +334,8 @@ def _add_annotate_parser(sub) -> None:
                         "an existing file of that name wins)")
     p.add_argument("--label-key", help="reference obs column with the labels (default: cell_type)")
     p.add_argument("--method", help="model to train on --reference, as spelt here (lower case): logreg (default: "
-                                     "tuned logistic regression), logreg_scaled, gbm, celltypist, knn, mlp, cnn, "
-                                     "lstm, lstm_att")
+                                     "tuned logistic regression), logreg_scaled, gbm, celltypist, knn, linear_svm, "
+                                     "mlp, cnn, lstm, lstm_att")
     p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
                    help="a parameter of the model trained on --reference (repeatable), e.g. -p max_epochs=5")
     p.add_argument("--model-out", help="save the model trained on --reference to this file (e.g. model.cbm)")

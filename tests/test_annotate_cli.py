@@ -83,7 +83,7 @@ def test_cli_bad_input_is_one_line_and_exit_code_1(files):
 @pytest.mark.parametrize("case,args,message", [
     ("not-h5ad", ["notes.h5ad", "--reference", "ref.h5ad"], "query notes.h5ad is not an HDF5 file"),
     ("not-a-model", ["query.h5ad", "--model", "ref.h5ad"], "ref.h5ad is not a cellbook model file"),
-    ("no-counts", ["normalised.h5ad", "--reference", "ref.h5ad"], "normalised.h5ad: adata counts (X): contains "
+    ("no-counts", ["normalised.h5ad", "--reference", "ref.h5ad"], "normalised.h5ad: query counts (X): contains "
                                                                  "non-integer values"),
     ("no-layer", ["query.h5ad", "--reference", "ref.h5ad", "--layer", "raw"], "query.h5ad has no layers['raw']"),
     ("both", ["query.h5ad", "--reference", "ref.h5ad", "--model", "m.cbm"], "give either --model"),

@@ -51,7 +51,7 @@ def annotate_file(query, output=None, model=None, *, reference=None, key_added: 
         names = counts.var_names
         model, source = _resolve_model(model, reference, names, label_key=label_key, layer=layer,
                                        min_shared_genes=min_shared_genes, params=params, seed=seed, device=device)
-        what = f"{query.name} counts ({'X' if counts.layer is None else f'layers[{counts.layer!r}]'})"
+        what = f"query counts ({'X' if counts.layer is None else f'layers[{counts.layer!r}]'})"
         top, conf, n_found, n_model = predict_in_chunks(model, counts.rows, counts.n_obs, names, float(min_overlap),
                                                         chunk_size=chunk_size, progress=progress, what=what)
         cells = counts.obs_names()

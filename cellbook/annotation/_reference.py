@@ -42,8 +42,9 @@ def make_model(method: str, seed: int = 0, device: str = "auto", **params):
     ``"logreg"`` (:class:`~cellbook.baselines.TunedLogisticRegression`, its regularisation chosen by inner
     cross-validation), ``"logreg_scaled"`` (:class:`~cellbook.baselines.HVGLogisticRegression`), ``"gbm"``
     (:class:`~cellbook.baselines.HVGGradientBoosting`), ``"celltypist"``
-    (:class:`~cellbook.baselines.CellTypistClassifier`), ``"knn"`` (:class:`~cellbook.baselines.PCAKNN`)
-    or a deep architecture (``"mlp"``, ``"cnn"``, ``"lstm"``, ``"lstm_att"``: a :class:`CellTypeClassifier`).
+    (:class:`~cellbook.baselines.CellTypistClassifier`), ``"knn"`` (:class:`~cellbook.baselines.PCAKNN`),
+    ``"linear_svm"`` (:class:`~cellbook.baselines.LinearSVMClassifier`) or a deep architecture (``"mlp"``,
+    ``"cnn"``, ``"lstm"``, ``"lstm_att"``: a :class:`CellTypeClassifier`).
     ``params`` go to its constructor (for the deep ones also the training settings, e.g. ``max_epochs=5``); an
     unknown one is a ``ValueError`` listing the valid ones.
     """
