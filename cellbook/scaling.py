@@ -109,7 +109,13 @@ def write_resampled(path, adata, n: int, seed: int = 0, label_key: str = "cell_t
 
 # -------------------------------------------------------------------------------------- measurements
 def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20      # kB on Linux
+    """This process's peak resident memory since it started: ``VmHWM`` (Linux).  Not ``ru_maxrss``, which keeps
+    the high-water mark of the parent's memory copied at ``fork``, across ``exec``."""
+    try:
+        with open("/proc/self/status", encoding="utf-8") as fh:
+            return next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:")) / 2 ** 20    # kB
+    except (OSError, StopIteration, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 
 
 @validate_params({"timeout": Interval(float, 0, None, closed="neither"),
