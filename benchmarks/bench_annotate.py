@@ -73,7 +73,16 @@ def main(argv=None) -> int:
 
 def _print(table: pd.DataFrame) -> None:
     with pd.option_context("display.width", 250, "display.max_colwidth", 90):
-        print(scaling.format_table(table).to_string(index=False))
+        for stage, title in (("fit", "Training (cells: resampled unless real)"),
+                             ("predict", "Annotating (query cells: resampled)")):
+            print(f"\n{title}")
+            print(scaling.format_table(table, stage).to_string(index=False))
+        skipped = table[table["status"] != "ok"]
+        if len(skipped):
+            print("\nNot run or stopped:")
+            for _, r in skipped.iterrows():
+                print(f"  {r['stage']} {scaling.SHORT.get(r['method'], r['method'])}, {r['cells']:,} cells: "
+                      f"{r['status']}")
 
 
 if __name__ == "__main__":

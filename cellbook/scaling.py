@@ -368,26 +368,46 @@ def scaling_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 #: Short names of the methods for tables and legends.
-SHORT = {"cellbook": "cellbook (logistic regression)", "cellbook_cnn": "cellbook (CNN ensemble)",
-         "celltypist": "CellTypist", "celltypist_blocks": f"CellTypist, {CELLTYPIST_BLOCK:,}-cell blocks"}
+SHORT = {"cellbook": "cellbook annotate", "cellbook_cnn": "cellbook annotate, CNN ensemble", "celltypist": "CellTypist",
+         "celltypist_blocks": f"CellTypist, {CELLTYPIST_BLOCK // 1000}k-cell blocks"}
 
 
-def format_table(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`scaling_table` for reading: text columns, numbers rounded, blanks where a run was skipped (its
-    reason in ``status``), cells marked real or resampled."""
+def format_table(table: pd.DataFrame, stage: str = "predict") -> pd.DataFrame:
+    """One stage's rows (``"fit"`` or ``"predict"``) of :func:`scaling_table` for reading: text columns, numbers
+    rounded, accuracy and macro-F1 side by side, blanks where a run was skipped (its reason in ``note``)."""
+    table = table[table["stage"] == stage]
+
     def fmt(col, spec, suffix=""):
         vals = table[col] if col in table else pd.Series(np.nan, index=table.index)
         return vals.map(lambda v: "" if pd.isna(v) else f"{v:{spec}}{suffix}")
 
+    def pair(a, b):
+        return [f"{x} / {y}" if x and y else "" for x, y in zip(a, b)]
+
+    cells = [f"{c:,}" + ("" if r else " (real)") for c, r in zip(table["cells"], table["resampled"])]
     return pd.DataFrame({
-        "stage": table["stage"].map({"fit": "train", "predict": "annotate"}),
-        "method": table["method"].map(lambda m: SHORT.get(m, m)),
-        "cells": [f"{c:,} ({'resampled' if r else 'real'})" for c, r in zip(table["cells"], table["resampled"])],
-        "seconds": fmt("seconds", ".1f"), "peak GB": fmt("peak_rss_gb", ".2f"),
-        "accuracy": fmt("accuracy", ".3f"), "macro-F1": fmt("f1_macro", ".3f"),
-        "time vs CellTypist": fmt("time_vs_celltypist", ".2f", "x"),
-        "memory vs CellTypist": fmt("memory_vs_celltypist", ".2f", "x"),
-        "status": table["status"].where(table["status"] != "ok", "").str.removeprefix("skipped: ")})
+        "method": table["method"].map(lambda m: SHORT.get(m, m)).to_numpy(), "cells": cells,
+        "seconds": fmt("seconds", ".1f").to_numpy(), "peak GB": fmt("peak_rss_gb", ".2f").to_numpy(),
+        "accuracy / macro-F1": pair(fmt("accuracy", ".3f"), fmt("f1_macro", ".3f")),
+        "vs CellTypist: time / memory": pair(fmt("time_vs_celltypist", ".2f", "x"),
+                                             fmt("memory_vs_celltypist", ".2f", "x")),
+        "note": table["status"].map(_short_status).to_numpy()})
+
+
+def _short_status(status: str) -> str:
+    """A table's few words for a run's status (the full reason is in the rows' ``status``)."""
+    if status == "ok":
+        return ""
+    if "GB of memory" in status:
+        gb = status.split("passed ", 1)[1].split(" GB", 1)[0]
+        return f"stopped: over {gb} GB" + (" (smaller size)" if "already" in status else "")
+    if "already" in status:
+        return "not run: a smaller size was not run or stopped"
+    if "expected" in status:
+        return f"not run: about {status.split('about ', 1)[1].split(' min', 1)[0]} min expected"
+    if "not done in" in status:
+        return "stopped: over the time limit"
+    return status.removeprefix("skipped: ")[:40]
 
 
 def read_results(path) -> tuple[pd.DataFrame, str]:

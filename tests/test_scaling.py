@@ -75,9 +75,11 @@ def test_the_grid_end_to_end_and_its_table(tmp_path):
     assert (rows["accuracy"] > 0.8).all() and (rows["peak_rss_gb"] > 0.05).all()
     table = scaling.scaling_table(rows)
     assert table["time_vs_celltypist"].isna().all()                     # no CellTypist run: no ratio
-    shown = scaling.format_table(table)
-    assert not shown.astype(str).apply(lambda c: c.str.contains("nan")).any().any()
-    assert shown["cells"].tolist()[0] == "100 (real)"
+    fits, predicts = scaling.format_table(table, "fit"), scaling.format_table(table, "predict")
+    for shown in (fits, predicts):
+        assert not shown.astype(str).apply(lambda c: c.str.contains("nan")).any().any()
+    assert fits["cells"].tolist() == ["100 (real)", "300"] and predicts["cells"].tolist() == ["200", "400"]
+    assert fits["accuracy / macro-F1"].str.match(r"^[01]\.\d{3} / [01]\.\d{3}$").all()
     fig = scrna_plots.annotation_scaling(table, "a machine", labels=scaling.SHORT)
     assert len(fig.axes) == 2
 

@@ -96,7 +96,7 @@ def predict_in_chunks(model, rows, n_cells: int, names: list[str], min_overlap: 
     show = len(starts) > 1 if progress is None else bool(progress)
     bar = _bar(len(starts), n_cells, show)
     top = np.empty(n_cells, dtype=np.int32)
-    conf = np.empty(n_cells, dtype=np.float64)
+    conf = None                                   # the probabilities' own dtype (float32 models stay float32)
     n_found = n_model = 0
     try:
         for i, start in enumerate(starts):
@@ -107,6 +107,8 @@ def predict_in_chunks(model, rows, n_cells: int, names: list[str], min_overlap: 
                 if i:
                     warnings.simplefilter("ignore")
                 proba, n_found, n_model = _predict_by_name(model, X, names, min_overlap, depth=depth + 1)
+            if conf is None:
+                conf = np.empty(n_cells, dtype=proba.dtype)
             top[start:stop] = proba.argmax(1)
             conf[start:stop] = proba.max(1)
             del X, proba

@@ -223,15 +223,28 @@ def annotation_scaling(table: pd.DataFrame, machine: str = "", labels: dict | No
         name = (labels or {}).get(method, method)
         for ax, col in zip(axes, ("seconds", "peak_rss_gb")):
             ax.plot(grp["cells"], grp[col], marker="o", color=colours[i % len(colours)], label=name)
-    for ax, ylabel in zip(axes, ("wall time (s)", "peak memory (GB)")):
+    cells = sorted(done["cells"].unique())
+    for ax, ylabel, col in zip(axes, ("wall time (s)", "peak memory (GB)"), ("seconds", "peak_rss_gb")):
+        ax.set_ylim(done[col].min() / 1.4, done[col].max() * 1.4)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("query cells (resampled)")
         ax.set_ylabel(ylabel)
-        readable_log_axis(ax, "x")
+        ax.set_xticks(cells, labels=[_cells_text(c) for c in cells])
+        ax.xaxis.set_minor_locator(plt.NullLocator())
+        ax.set_xlim(cells[0] / 1.5, cells[-1] * 1.5)
+        readable_log_axis(ax, "y")
         ax.grid(True, which="major", alpha=0.3)
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncol=1, frameon=False)
+    fig.legend(handles, names, loc="outside lower center", ncol=2, frameon=False)
     title = wrap_title("Annotating a query: time and memory against cells", size=11)
     fig.suptitle(title + (f"\n{wrap_title(machine, size=9)}" if machine else ""), fontweight="bold")
     return fig
+
+
+def _cells_text(n: float) -> str:
+    """``25k``, ``1M``: a number of cells for an axis."""
+    for div, unit in ((1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:g}{unit}"
+    return f"{n:g}"
