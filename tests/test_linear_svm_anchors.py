@@ -137,11 +137,12 @@ def test_family_verdict_reads_the_recorded_figures():
 
 
 # ------------------------------------------------------------ the optional packages themselves, when installed
-def test_scanvi_trains_on_the_training_cells_and_predicts_probabilities(cells):
+def test_scanvi_trains_on_the_training_cells_and_predicts_probabilities(cells, capsys):
     pytest.importorskip("scvi")
     (X, y), (Xq, yq) = cells
     m = ScanviClassifier(n_top_genes=None, max_epochs=5, accelerator="cpu", seed=0).fit(X, y)
     P = m.predict_proba(Xq)
+    assert capsys.readouterr().out == ""                 # nothing printed on a chapter's page
     assert P.shape == (60, 3) and np.allclose(P.sum(1), 1)
     assert list(m.classes_) == ["A", "B", "C"] and m.n_epochs_["scvi"] <= 5 and m.n_parameters_ > 0
     assert set(m.predict(Xq)) <= {"A", "B", "C"}
@@ -160,3 +161,12 @@ def test_singler_labels_new_cells_from_the_training_cells(cells):
     assert scores.shape == (60, 3) and np.all(np.abs(scores) <= 1)
     back = pickle.loads(pickle.dumps(m))                                   # its C++ reference is rebuilt
     assert np.array_equal(back.predict(Xq), m.predict(Xq))
+
+
+def test_the_anchors_libraries_print_nothing_on_a_page(capsys):
+    from cellbook.baselines._anchors import _quiet
+
+    with _quiet():
+        print("Monitored metric elbo_validation did not improve in the last 45 records.")
+    print("after")
+    assert capsys.readouterr().out == "after\n"

@@ -6,8 +6,10 @@ entry out and the chapters print the note).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import io
 import logging
 import warnings
 
@@ -119,11 +121,14 @@ class ScanviClassifier(_ExpressionClassifier):
 
 
 class _quiet:
-    """scvi-tools and Lightning without their progress lines, device notes and data-loader hints."""
+    """scvi-tools and Lightning without their progress lines, device notes, data-loader hints and printed
+    early-stopping verdicts."""
 
     _LOGGERS = ("scvi", "lightning", "lightning.pytorch", "pytorch_lightning", "lightning.fabric")
 
     def __enter__(self):
+        self._stdout = contextlib.redirect_stdout(io.StringIO())   # the early-stopping callback prints its verdict
+        self._stdout.__enter__()
         self._levels = {name: logging.getLogger(name).level for name in self._LOGGERS}
         for name in self._LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -138,6 +143,7 @@ class _quiet:
         return self
 
     def __exit__(self, *exc):
+        self._stdout.__exit__(*exc)
         self._warnings.__exit__(*exc)
         for name, level in self._levels.items():
             logging.getLogger(name).setLevel(level)
