@@ -25,7 +25,6 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 from .config import ANNOTATE_CHUNK_SIZE, profile_names, profile_parallel
 from .layout import REPO_ROOT, book_datasets, build_dir, chains, notebook_parameters, resolve_names
@@ -301,7 +300,8 @@ def _cmd_annotate(args) -> int:
 
 
 def _print_annotation(args, n_cells: int, table, info: dict, source: str, out: Path) -> None:
-    from .annotation import UNASSIGNED, summary
+    from .annotation import UNASSIGNED
+    from .annotation._annotate import _label_counts
 
     unassigned = (f"{info['n_unassigned']} unassigned (confidence < {info['threshold']:g})"
                   if "threshold" in info else "no threshold")
@@ -312,7 +312,7 @@ def _print_annotation(args, n_cells: int, table, info: dict, source: str, out: P
           f"{len(set(table[args.key].astype(str)) - {UNASSIGNED})} labels; {unassigned}{voting}")
     if args.model_out:
         print(f"model saved to {args.model_out}")
-    print(summary(SimpleNamespace(obs=table), args.key).to_string())
+    print(_label_counts(table, args.key).to_string())
 
 
 def _add_annotate_parser(sub) -> None:

@@ -157,11 +157,8 @@ def measure(job: dict, timeout: float = 1200.0, memory_gb: float = 16.0) -> dict
 
 
 def _labels_of(path, label_key: str = "cell_type") -> np.ndarray:
-    import anndata as ad
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return np.asarray(ad.io.read_elem(f["obs"][label_key])).astype(str)
+    with H5adCounts(path) as counts:
+        return counts.obs_column(label_key).astype(str)
 
 
 def _scores(truth, pred) -> dict:
@@ -169,11 +166,13 @@ def _scores(truth, pred) -> dict:
     return {"accuracy": round(float(m["accuracy"]), 4), "f1_macro": round(float(m["f1_macro"]), 4)}
 
 
-def _celltypist_input(X, var_names):
-    """Log1p of counts per 10k, dense (CellTypist's scaling makes it dense anyway), as an AnnData."""
+def _celltypist_input(X, var_names, dense: bool = True):
+    """Log1p of counts per 10k as an AnnData: dense (CellTypist's scaling makes a query dense anyway, and needs
+    it so without centring), or sparse (a reference trained without centring)."""
     import anndata as ad
 
-    a = ad.AnnData(np.asarray(log_normalize(sp.csr_matrix(X, dtype=np.float32), 1e4).toarray()))
+    Xl = sp.csr_matrix(log_normalize(sp.csr_matrix(X, dtype=np.float32), 1e4))
+    a = ad.AnnData(np.asarray(Xl.toarray()) if dense else Xl)
     a.var_names = list(var_names)
     return a
 
@@ -200,7 +199,7 @@ def _fit(job: dict) -> dict:
             X, genes = counts.rows(0, counts.n_obs), counts.var_names
         settings = celltypist_settings(X.shape[0])
         with _celltypist_session(0) as ct:
-            a = _celltypist_input(X, genes) if settings["with_mean"] else _sparse_log(X, genes)
+            a = _celltypist_input(X, genes, dense=settings["with_mean"])
             a.obs["cell_type"] = _labels_of(ref)
             del X
             model = ct.train(a, labels="cell_type", n_jobs=-1, check_expression=False, **settings)
@@ -209,14 +208,6 @@ def _fit(job: dict) -> dict:
         with H5adCounts(job["heldout"]) as counts:
             pred = _celltypist_predict(job["model"], counts.rows(0, counts.n_obs), counts.var_names)
     return {"seconds": round(seconds, 2), **_scores(_labels_of(job["heldout"]), pred)}
-
-
-def _sparse_log(X, genes):
-    import anndata as ad
-
-    a = ad.AnnData(sp.csr_matrix(log_normalize(sp.csr_matrix(X, dtype=np.float32), 1e4)))
-    a.var_names = list(genes)
-    return a
 
 
 def celltypist_settings(n_cells: int) -> dict:

@@ -213,10 +213,15 @@ def summary(adata, key_added: str = "predicted_cell_type") -> pd.DataFrame:
     """Cells per predicted label (and per majority-voted label, when there is one), largest first."""
     if key_added not in adata.obs:
         raise ValueError(f"obs[{key_added!r}] is missing: run annotate(adata, ..., key_added={key_added!r}) first")
-    table = pd.DataFrame({"cells": adata.obs[key_added].astype(str).value_counts()})
+    return _label_counts(adata.obs, key_added)
+
+
+def _label_counts(obs: pd.DataFrame, key_added: str) -> pd.DataFrame:
+    """:func:`summary` of an ``obs`` table (or :func:`annotate_file`'s labels)."""
+    table = pd.DataFrame({"cells": obs[key_added].astype(str).value_counts()})
     mv = f"{key_added}_majority_voting"
-    if mv in adata.obs:
-        table = table.join(pd.DataFrame({"majority_voting": adata.obs[mv].astype(str).value_counts()}), how="outer")
+    if mv in obs:
+        table = table.join(pd.DataFrame({"majority_voting": obs[mv].astype(str).value_counts()}), how="outer")
         table = table.fillna(0).astype(int)
     table.index.name = "label"
     return table.sort_values(list(table.columns), ascending=False, kind="mergesort")

@@ -77,13 +77,12 @@ def annotate_file(query, output=None, model=None, *, reference=None, key_added: 
 
 
 def _file_clusters(counts: H5adCounts, column: str) -> np.ndarray:
-    import anndata as ad
-
-    obs = counts._file["obs"]
-    if column not in obs:
+    try:
+        return counts.obs_column(column).astype(str)
+    except KeyError:
         raise ValueError(f"over_clustering={column!r} is not a column of {counts.path}'s obs; give a column of "
-                         f"cluster ids, or read the file and use cellbook.annotate(adata, majority_voting=True)")
-    return np.asarray(pd.Series(ad.io.read_elem(obs[column])).astype(str))
+                         f"cluster ids, or read the file and use cellbook.annotate(adata, majority_voting=True)"
+                         ) from None
 
 
 def _write_copy(query: Path, output: Path, table: pd.DataFrame, key_added: str) -> None:

@@ -193,6 +193,16 @@ class H5adCounts:
         index_key = obs.attrs.get("_index", "_index")
         return pd.Index(ad.io.read_elem(obs[index_key])).astype(str)
 
+    def obs_column(self, name: str) -> np.ndarray:
+        """The values of ``obs[name]`` (a ``KeyError`` naming the columns when it is not there)."""
+        import anndata as ad
+
+        obs = self._file["obs"]
+        if name not in obs or name == obs.attrs.get("_index", "_index"):
+            columns = [str(c) for c in obs.attrs.get("column-order", [])]
+            raise KeyError(f"{self.path}: obs has no column {name!r} (columns: {', '.join(columns) or 'none'})")
+        return np.asarray(pd.Series(ad.io.read_elem(obs[name])))
+
     def close(self) -> None:
         self._file.close()
 

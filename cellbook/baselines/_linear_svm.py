@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
 from ..validation import Interval
@@ -59,8 +58,7 @@ class LinearSVMClassifier(_InnerCVTuned):
     def _final(self, Z, y, C, class_weight):
         folds = list(self.cv_folds_)
         if self.n_tune_cells_ < len(y):      # tuned on a subsample: calibrate on folds of every cell
-            skf = StratifiedKFold(n_splits=int(self.n_folds), shuffle=True, random_state=int(self.seed))
-            folds = [(np.sort(a), np.sort(b)) for a, b in skf.split(np.zeros(len(y)), y)]
+            folds = self._stratified_folds(y, np.arange(len(y)))
         return CalibratedClassifierCV(self._candidate(C, class_weight), method="sigmoid", cv=folds).fit(Z, y)
 
     @staticmethod

@@ -133,6 +133,11 @@ class _InnerCVTuned(_ExpressionClassifier):
         return np.sort(np.concatenate([rng.choice(np.flatnonzero(yi == k), t, replace=False)
                                        for k, t in enumerate(take)]))
 
+    def _stratified_folds(self, y, rows: np.ndarray) -> list:
+        """Stratified, shuffled ``n_folds`` folds (seeded) over the cells ``rows``, as sorted row indices."""
+        skf = StratifiedKFold(n_splits=int(self.n_folds), shuffle=True, random_state=int(self.seed))
+        return [(rows[np.sort(a)], rows[np.sort(b)]) for a, b in skf.split(np.zeros(len(rows)), y[rows])]
+
     def _fit_limited(self, X, y):
         grid = self._grid()
         one = all(len(v) == 1 for v in grid.values())      # one candidate: nothing to choose, no inner CV
@@ -143,8 +148,7 @@ class _InnerCVTuned(_ExpressionClassifier):
         tune = self._tuning_cells(y) if not one else np.arange(len(y))
         self.n_tune_cells_ = len(tune)
         if folds:
-            skf = StratifiedKFold(n_splits=int(self.n_folds), shuffle=True, random_state=int(self.seed))
-            self.cv_folds_ = [(tune[np.sort(a)], tune[np.sort(b)]) for a, b in skf.split(np.zeros(len(tune)), y[tune])]
+            self.cv_folds_ = self._stratified_folds(y, tune)
         if one:
             self.best_params_ = {k: grid[k][0] for k in _GRID_KEYS}
             self.best_score_ = float("nan")
